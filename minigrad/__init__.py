@@ -1,0 +1,66 @@
+"""minigrad: reverse-mode autodiff on NumPy, with Numba kernels, for recurrent networks."""
+
+from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
+from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
+from .gradcheck import GradcheckError, gradcheck
+from .random import manual_seed
+from .tensor import (
+    Tensor,
+    arange,
+    as_tensor,
+    cat,
+    chunk,
+    full,
+    matmul,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    split,
+    stack,
+    tensor,
+    where,
+    zeros,
+    zeros_like,
+)
+
+__version__ = "0.1.0"
+
+
+def _unary(method):
+    def fn(x):
+        return getattr(as_tensor(x), method)()
+
+    fn.__name__ = method
+    fn.__doc__ = f"mg.{method}(x) is x.{method}()."
+    return fn
+
+
+exp, log, sqrt, abs, tanh, sigmoid, relu = map(
+    _unary, ["exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu"]
+)
+
+
+def maximum(x, y):
+    return as_tensor(x, like=y if isinstance(y, Tensor) else None).maximum(y)
+
+
+def minimum(x, y):
+    return as_tensor(x, like=y if isinstance(y, Tensor) else None).minimum(y)
+
+
+def clip(x, min=None, max=None):
+    return as_tensor(x).clip(min, max)
+
+
+def sum(x, axis=None, keepdims=False):
+    return as_tensor(x).sum(axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return as_tensor(x).mean(axis, keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    return as_tensor(x).logsumexp(axis, keepdims)

@@ -1,0 +1,206 @@
+"""The graph node and the backward engine.
+
+A node is a `Function` instance: it records the nodes (or leaf tensors) its inputs came from,
+the shapes of those inputs, and in `saved` the arrays its backward needs. It never references
+the tensor it produced, so the graph has no cycles and is freed by reference counting alone.
+
+`backward()` orders the graph with Kahn's algorithm on an explicit stack (never recursion), so
+an RNN unrolled for a million steps differentiates in time linear in the number of nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+
+class _State(threading.local):
+    grad_enabled = True
+    anomaly = False
+
+
+_state = _State()
+
+
+def is_grad_enabled() -> bool:
+    return _state.grad_enabled
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    previous = _state.grad_enabled
+    _state.grad_enabled = enabled
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def no_grad():
+    """Context manager: ops inside record no graph (evaluation, optimizer updates)."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    return _grad_mode(True)
+
+
+@contextlib.contextmanager
+def detect_anomaly(enabled: bool = True):
+    """Raise at the first op whose forward or backward produces NaN or inf, naming it."""
+    previous = _state.anomaly
+    _state.anomaly = enabled
+    try:
+        yield
+    finally:
+        _state.anomaly = previous
+
+
+def set_detect_anomaly(enabled: bool) -> None:
+    _state.anomaly = bool(enabled)
+
+
+def sum_to(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Reduce a broadcast gradient back to an operand's shape (the one place this is done)."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1
+    )
+    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return grad.reshape(shape)
+
+
+def _check_finite(arr: np.ndarray, what: str) -> None:
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "inf"
+        raise FloatingPointError(f"anomaly: {what} produced {bad}")
+
+
+wrap_output = None  # set by tensor.py to Tensor._wrap (tensor.py imports this module)
+
+
+class Function:
+    """One op: `forward` on arrays and `backward` from the output gradient, side by side.
+
+    Subclasses set `self.saved` to what backward needs (freed after backward runs) and may set
+    other small attributes (axes, shapes). `backward(g)` returns one gradient (or None) per
+    input, shaped like the output's broadcast; the engine reduces it to the input's shape.
+    """
+
+    __slots__ = ("inputs", "shapes", "needs", "saved", "hooks", "retained", "freed", "__dict__")
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @classmethod
+    def apply(cls, *tensors, **kwargs):
+        fn = cls()
+        out = fn.forward(*[t.data for t in tensors], **kwargs)
+        if _state.anomaly:
+            _check_finite(out, f"forward of {fn.name}")
+        result = wrap_output(out)
+        if _state.grad_enabled:
+            needs = tuple(t.requires_grad for t in tensors)
+            if True in needs:
+                # A leaf is its own accumulation target; a computed tensor hands over its node.
+                fn.inputs = tuple(
+                    (t._node if t._node is not None else t) if n else None
+                    for t, n in zip(tensors, needs)
+                )
+                fn.shapes = tuple(t.data.shape for t in tensors)
+                fn.needs = needs
+                fn.hooks = None
+                fn.retained = None
+                fn.freed = False
+                result.requires_grad = True
+                result._node = fn
+        return result
+
+
+def _collect(root: Function) -> dict:
+    """Count, for every node reachable from root, how many consumers will send it a gradient."""
+    pending = {root: 0}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for parent in node.inputs:
+            if isinstance(parent, Function):
+                if parent in pending:
+                    pending[parent] += 1
+                else:
+                    pending[parent] = 1
+                    stack.append(parent)
+    return pending
+
+
+def _accumulate_leaf(leaf, grad: np.ndarray) -> None:
+    if leaf._hooks:
+        for hook in leaf._hooks:
+            new = hook(grad)
+            grad = grad if new is None else np.asarray(new)
+    if leaf.grad is None:
+        # Copy so later in-place accumulation never writes into another node's buffer.
+        leaf.grad = np.array(grad, dtype=leaf.data.dtype, copy=True)
+    else:
+        leaf.grad += grad
+
+
+def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    node = tensor._node
+    if node is None:
+        _accumulate_leaf(tensor, grad)
+        return
+    pending = _collect(node)
+    grads = {node: grad}
+    ready = [node]
+    anomaly = _state.anomaly
+    while ready:
+        node = ready.pop()
+        g = grads.pop(node)
+        if node.freed:
+            raise RuntimeError(
+                f"backward through {node.name} a second time: its saved arrays were freed by "
+                "the first backward(); pass retain_graph=True to the first call to keep them"
+            )
+        if node.hooks:
+            for hook in node.hooks:
+                new = hook(g)
+                g = g if new is None else np.asarray(new)
+        if node.retained is not None:
+            kept = node.retained()
+            if kept is not None:
+                kept.grad = g.copy() if kept.grad is None else kept.grad + g
+        in_grads = node.backward(g)
+        if not retain_graph:
+            node.saved = None  # release the activations as soon as they are used
+            node.freed = True
+        for parent, shape, ig in zip(node.inputs, node.shapes, in_grads):
+            if parent is None or ig is None:
+                continue
+            if ig.shape != shape:
+                ig = sum_to(ig, shape)
+            if anomaly:
+                _check_finite(ig, f"backward of {node.name}")
+            if isinstance(parent, Function):
+                if parent in grads:
+                    grads[parent] = grads[parent] + ig
+                else:
+                    grads[parent] = ig
+                pending[parent] -= 1
+                if pending[parent] == 0:
+                    ready.append(parent)
+            else:
+                if ig.dtype != parent.data.dtype:
+                    ig = ig.astype(parent.data.dtype)
+                _accumulate_leaf(parent, ig)

@@ -1,0 +1,1 @@
+"""One `Function` per op, grouped by family; forward and backward side by side."""

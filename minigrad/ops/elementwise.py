@@ -1,0 +1,200 @@
+"""Elementwise ops: a table of derivatives.
+
+Binary ops return gradients shaped like the broadcast output; the engine's `sum_to` reduces them
+to each operand's shape. Where the derivative is a function of the output (exp, tanh, sigmoid,
+sqrt) the output is saved rather than the input, so backward recomputes nothing.
+"""
+
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+
+
+class Add(Function):
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, g):
+        return g, g
+
+
+class Sub(Function):
+    def forward(self, x, y):
+        return x - y
+
+    def backward(self, g):
+        return g, (-g if self.needs[1] else None)
+
+
+class Mul(Function):
+    def forward(self, x, y):
+        self.saved = (x, y)
+        return x * y
+
+    def backward(self, g):
+        x, y = self.saved
+        return (g * y if self.needs[0] else None), (g * x if self.needs[1] else None)
+
+
+class Div(Function):
+    def forward(self, x, y):
+        out = x / y
+        self.saved = (y, out)
+        return out
+
+    def backward(self, g):
+        y, out = self.saved
+        gx = g / y
+        return (gx if self.needs[0] else None), (-gx * out if self.needs[1] else None)
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return (-g,)
+
+
+class Pow(Function):
+    """x ** y; d/dx = y x^(y-1), d/dy = x^y log x (only asked for when y requires grad)."""
+
+    def forward(self, x, y):
+        out = x**y
+        self.saved = (x, y, out)
+        return out
+
+    def backward(self, g):
+        x, y, out = self.saved
+        gx = g * y * x ** (y - 1) if self.needs[0] else None
+        gy = None
+        if self.needs[1]:
+            safe = np.where(x > 0, x, 1)  # x^y log x -> 0 where x == 0, undefined below
+            gy = g * out * np.log(safe)
+        return gx, gy
+
+
+class Exp(Function):
+    def forward(self, x):
+        out = np.exp(x)
+        self.saved = out
+        return out
+
+    def backward(self, g):
+        return (g * self.saved,)
+
+
+class Log(Function):
+    def forward(self, x):
+        self.saved = x
+        return np.log(x)
+
+    def backward(self, g):
+        return (g / self.saved,)
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        out = np.sqrt(x)
+        self.saved = out
+        return out
+
+    def backward(self, g):
+        return (g / (2 * self.saved),)
+
+
+class Abs(Function):
+    def forward(self, x):
+        self.saved = x
+        return np.abs(x)
+
+    def backward(self, g):
+        return (g * np.sign(self.saved),)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        out = np.tanh(x)
+        self.saved = out
+        return out
+
+    def backward(self, g):
+        return (kernels.tanh_backward(g, self.saved),)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        out = kernels.sigmoid(x)
+        self.saved = out
+        return out
+
+    def backward(self, g):
+        return (kernels.sigmoid_backward(g, self.saved),)
+
+
+class Relu(Function):
+    def forward(self, x):
+        self.saved = x
+        return np.maximum(x, 0)
+
+    def backward(self, g):
+        return (kernels.relu_backward(g, self.saved),)
+
+
+class Maximum(Function):
+    """Elementwise max; a tie sends half the gradient to each side (as PyTorch does)."""
+
+    def forward(self, x, y):
+        self.saved = (x, y)
+        return np.maximum(x, y)
+
+    def backward(self, g):
+        x, y = self.saved
+        share = (x > y) + 0.5 * (x == y)
+        return g * share, g * (1 - share)
+
+
+class Minimum(Function):
+    def forward(self, x, y):
+        self.saved = (x, y)
+        return np.minimum(x, y)
+
+    def backward(self, g):
+        x, y = self.saved
+        share = (x < y) + 0.5 * (x == y)
+        return g * share, g * (1 - share)
+
+
+class Clip(Function):
+    """clip(x, lo, hi): gradient passes where lo <= x <= hi."""
+
+    def forward(self, x, lo=None, hi=None):
+        self.saved = x
+        self.lo, self.hi = lo, hi
+        return np.clip(x, lo, hi)
+
+    def backward(self, g):
+        x = self.saved
+        inside = np.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return (g * inside,)
+
+
+class Where(Function):
+    """where(cond, x, y); cond is a boolean array, not differentiated."""
+
+    def forward(self, x, y, cond=None):
+        self.saved = cond
+        return np.where(cond, x, y)
+
+    def backward(self, g):
+        cond = self.saved
+        zero = np.zeros((), dtype=g.dtype)
+        return (
+            np.where(cond, g, zero) if self.needs[0] else None,
+            np.where(cond, zero, g) if self.needs[1] else None,
+        )

@@ -1,0 +1,110 @@
+"""Reductions over any axes, with keepdims.
+
+Backward first restores the reduced axes as size-1 dims (`_expand`), after which NumPy
+broadcasting spreads the gradient over them.
+"""
+
+import numpy as np
+
+from ..autograd import Function
+
+
+def normalize_axes(axis, ndim: int, op: str):
+    """None -> all axes; ints (negative allowed) -> a sorted tuple; out of range -> clear error."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dims")
+        out.append(int(a) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _expand(g, in_shape, axes, keepdims):
+    """Reshape an output gradient so it broadcasts against the input (reduced axes -> 1)."""
+    if keepdims:
+        return g
+    shape = [1 if i in axes else n for i, n in enumerate(in_shape)]
+    return g.reshape(shape)
+
+
+class Sum(Function):
+    def forward(self, x, axis=None, keepdims=False):
+        self.axes = normalize_axes(axis, x.ndim, "sum")
+        self.keepdims = keepdims
+        self.in_shape = x.shape
+        return np.sum(x, axis=self.axes, keepdims=keepdims)
+
+    def backward(self, g):
+        g = _expand(g, self.in_shape, self.axes, self.keepdims)
+        return (np.broadcast_to(g, self.in_shape),)
+
+
+class Mean(Function):
+    def forward(self, x, axis=None, keepdims=False):
+        self.axes = normalize_axes(axis, x.ndim, "mean")
+        self.keepdims = keepdims
+        self.in_shape = x.shape
+        self.count = int(np.prod([x.shape[a] for a in self.axes]))
+        if self.count == 0:
+            raise ValueError(f"mean: reducing over an empty axis of shape {x.shape}")
+        return np.mean(x, axis=self.axes, keepdims=keepdims)
+
+    def backward(self, g):
+        g = _expand(g, self.in_shape, self.axes, self.keepdims) / self.count
+        return (np.broadcast_to(g, self.in_shape),)
+
+
+class _Extreme(Function):
+    """max / min: the gradient is shared equally among the elements that attain the extreme."""
+
+    reducer = None
+
+    def forward(self, x, axis=None, keepdims=False):
+        name = type(self).__name__.lower()
+        self.axes = normalize_axes(axis, x.ndim, name)
+        if any(x.shape[a] == 0 for a in self.axes):
+            raise ValueError(f"{name}: reducing over an empty axis of shape {x.shape}")
+        self.keepdims = keepdims
+        out = self.reducer(x, axis=self.axes, keepdims=True)
+        self.saved = (x, out)
+        return out if keepdims else np.squeeze(out, axis=self.axes)
+
+    def backward(self, g):
+        x, out = self.saved
+        mask = x == out
+        count = mask.sum(axis=self.axes, keepdims=True)
+        g = _expand(g, x.shape, self.axes, self.keepdims)
+        return (mask * (g / count),)
+
+
+class Max(_Extreme):
+    reducer = staticmethod(np.max)
+
+
+class Min(_Extreme):
+    reducer = staticmethod(np.min)
+
+
+class LogSumExp(Function):
+    """log sum exp(x), shifted by the max so that no exp overflows; d/dx = softmax(x)."""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.axes = normalize_axes(axis, x.ndim, "logsumexp")
+        if any(x.shape[a] == 0 for a in self.axes):
+            raise ValueError(f"logsumexp: reducing over an empty axis of shape {x.shape}")
+        self.keepdims = keepdims
+        m = np.max(x, axis=self.axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        out = np.log(np.sum(np.exp(x - m), axis=self.axes, keepdims=True)) + m
+        self.saved = (x, out)
+        return out if keepdims else np.squeeze(out, axis=self.axes)
+
+    def backward(self, g):
+        x, out = self.saved
+        g = _expand(g, x.shape, self.axes, self.keepdims)
+        return (g * np.exp(x - out),)

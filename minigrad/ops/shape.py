@@ -1,0 +1,112 @@
+"""Shape and indexing ops. Their backward moves gradients, never computes new values."""
+
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+
+
+class Reshape(Function):
+    def forward(self, x, shape=None):
+        self.in_shape = x.shape
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape {x.shape} into {tuple(shape)}") from None
+
+    def backward(self, g):
+        return (g.reshape(self.in_shape),)
+
+
+class Permute(Function):
+    def forward(self, x, axes=None):
+        if axes is not None and sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: {tuple(axes)} is not a permutation of {x.ndim} dims")
+        self.axes = axes
+        return np.transpose(x, axes)
+
+    def backward(self, g):
+        inverse = None if self.axes is None else np.argsort([a % g.ndim for a in self.axes])
+        return (np.transpose(g, inverse),)
+
+
+class Expand(Function):
+    """broadcast_to: a view; the engine's sum_to reduces the gradient back."""
+
+    def forward(self, x, shape=None):
+        try:
+            return np.broadcast_to(x, shape)
+        except ValueError:
+            raise ValueError(f"expand: cannot broadcast {x.shape} to {tuple(shape)}") from None
+
+    def backward(self, g):
+        return (g,)
+
+
+def _is_basic(index) -> bool:
+    """Basic indexing (ints, slices, None, Ellipsis) selects each element at most once."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(
+        p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts
+    )
+
+
+def _has_no_duplicates(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    arrays = [p for p in parts if isinstance(p, np.ndarray)]
+    return all(a.dtype == bool for a in arrays)
+
+
+class GetItem(Function):
+    """x[index]; backward scatters the gradient back, adding where an index repeats."""
+
+    def forward(self, x, index=None):
+        self.index = index
+        self.in_shape = x.shape
+        self.dtype = x.dtype
+        try:
+            return x[index]
+        except IndexError as e:
+            raise IndexError(f"getitem: {e} (tensor of shape {x.shape})") from None
+
+    def backward(self, g):
+        out = np.zeros(self.in_shape, dtype=g.dtype)
+        index = self.index
+        if _is_basic(index) or _has_no_duplicates(index):
+            out[index] = g
+        elif isinstance(index, np.ndarray) and index.ndim >= 1 and index.dtype.kind in "iu":
+            # Row gather (an embedding lookup): a compiled scatter-add beats np.add.at by ~20x.
+            flat = index.reshape(-1)
+            kernels.index_add(out, flat, g.reshape((flat.size,) + self.in_shape[1:]))
+        else:
+            np.add.at(out, index, g)
+        return (out,)
+
+
+class Cat(Function):
+    def forward(self, *xs, axis=0):
+        try:
+            out = np.concatenate(xs, axis=axis)
+        except ValueError:
+            shapes = ", ".join(str(x.shape) for x in xs)
+            raise ValueError(f"cat: cannot concatenate shapes {shapes} along axis {axis}") from None
+        self.axis = axis % out.ndim
+        self.bounds = np.cumsum([x.shape[self.axis] for x in xs])[:-1]
+        return out
+
+    def backward(self, g):
+        return tuple(np.split(g, self.bounds, axis=self.axis))
+
+
+class Stack(Function):
+    def forward(self, *xs, axis=0):
+        try:
+            out = np.stack(xs, axis=axis)
+        except ValueError:
+            shapes = ", ".join(str(x.shape) for x in xs)
+            raise ValueError(f"stack: cannot stack shapes {shapes}") from None
+        self.axis = axis % out.ndim
+        return out
+
+    def backward(self, g):
+        return tuple(np.moveaxis(g, self.axis, 0))

@@ -1,0 +1,616 @@
+"""`Tensor`: a NumPy array, its gradient, and the node that produced it.
+
+Methods and operators only convert their arguments and dispatch to an op in `ops/`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import weakref
+
+import numpy as np
+
+from . import autograd, dtypes
+from . import random as _random
+from .ops import elementwise as E
+from .ops import matmul as M
+from .ops import reduce as R
+from .ops import shape as S
+
+
+def _axis_args(axis, keepdims, dim, keepdim):
+    """Accept NumPy's (axis, keepdims) and PyTorch's (dim, keepdim) spellings."""
+    return (axis if dim is None else dim), (keepdims if keepdim is None else keepdim)
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_hooks", "__weakref__")
+    __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not NumPy
+
+    def __init__(self, data, dtype=None, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if dtype is not None:
+            arr = np.array(data, dtype=dtypes.as_dtype(dtype))
+        elif isinstance(data, np.ndarray) or isinstance(data, np.generic):
+            arr = np.array(data)
+            if arr.dtype not in dtypes._SUPPORTED:
+                arr = arr.astype(_default_for(arr), copy=False)
+        else:
+            # Python numbers and lists: floats take the default dtype, as in PyTorch.
+            arr = np.array(data)
+            kind = arr.dtype.kind
+            target = dtypes.get_default_dtype() if kind == "f" else _default_for(arr)
+            arr = arr.astype(target, copy=False)
+        self.data = arr
+        self.grad = None
+        self._requires_grad = False
+        self._node = None
+        self._hooks = None
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, arr) -> Tensor:
+        """Fast path for op outputs: no conversion, no checks."""
+        t = object.__new__(cls)
+        t.data = arr if type(arr) is np.ndarray else np.asarray(arr)
+        t.grad = None
+        t._requires_grad = False
+        t._node = None
+        t._hooks = None
+        return t
+
+    # ----- autograd -------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.data.dtype.kind != "f":
+            raise TypeError(
+                f"only floating tensors can require grad, this one is {self.data.dtype}; "
+                "convert it first, e.g. t.float() or mg.tensor(data, dtype=mg.float32)"
+            )
+        if not value and self._node is not None:
+            raise RuntimeError("requires_grad can only be turned off on a leaf; use detach()")
+        self._requires_grad = bool(value)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` that requires grad."""
+        if not self._requires_grad:
+            raise RuntimeError(
+                "backward(): this tensor does not require grad and was not computed from one "
+                "that does; set requires_grad=True on the inputs you differentiate"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() on a tensor of shape {self.shape} needs a gradient of the same "
+                    "shape; reduce it to a scalar first (e.g. .sum()) or pass grad="
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(): grad has shape {grad.shape}, tensor {self.shape}")
+        autograd.run_backward(self, grad, retain_graph=retain_graph)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (truncated BPTT carries state this way)."""
+        return Tensor._wrap(self.data)
+
+    def retain_grad(self) -> None:
+        """Keep `.grad` on a non-leaf after backward (leaves always keep theirs)."""
+        if self._node is not None:
+            self._node.retained = weakref.ref(self)
+
+    def register_hook(self, hook) -> None:
+        """hook(grad) -> new grad or None, called when this tensor's gradient is computed."""
+        if not self._requires_grad:
+            raise RuntimeError("register_hook on a tensor that does not require grad")
+        if self._node is not None:
+            self._node.hooks = (self._node.hooks or []) + [hook]
+        else:
+            self._hooks = (self._hooks or []) + [hook]
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ----- array-like -----------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def size(self, dim=None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return self.data.size
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): tensor of shape {self.shape} has {self.data.size} elements")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def astype(self, dtype) -> Tensor:
+        dtype = dtypes.as_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if self._requires_grad and dtype.kind == "f":
+            return Cast.apply(self, dtype=dtype)
+        return Tensor._wrap(self.data.astype(dtype))
+
+    to = astype
+
+    def float(self) -> Tensor:
+        return self.astype(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(dtypes.float64)
+
+    def long(self) -> Tensor:
+        return self.astype(dtypes.int64)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = f", dtype={self.dtype}" if self.dtype != dtypes.get_default_dtype() else ""
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.name}>"
+        elif self._requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    # ----- arithmetic -----------------------------------------------------------------------
+    def __add__(self, other):
+        return _binary(E.Add, self, other, "add")
+
+    def __radd__(self, other):
+        return _binary(E.Add, other, self, "add")
+
+    def __sub__(self, other):
+        return _binary(E.Sub, self, other, "sub")
+
+    def __rsub__(self, other):
+        return _binary(E.Sub, other, self, "sub")
+
+    def __mul__(self, other):
+        return _binary(E.Mul, self, other, "mul")
+
+    def __rmul__(self, other):
+        return _binary(E.Mul, other, self, "mul")
+
+    def __truediv__(self, other):
+        return _binary(E.Div, self, other, "div")
+
+    def __rtruediv__(self, other):
+        return _binary(E.Div, other, self, "div")
+
+    def __pow__(self, other):
+        return _binary(E.Pow, self, other, "pow")
+
+    def __rpow__(self, other):
+        return _binary(E.Pow, other, self, "pow")
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __neg__(self):
+        return E.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self.abs()
+
+    # Comparisons give boolean tensors and carry no gradient.
+    def __lt__(self, other):
+        return _compare(np.less, self, other)
+
+    def __le__(self, other):
+        return _compare(np.less_equal, self, other)
+
+    def __gt__(self, other):
+        return _compare(np.greater, self, other)
+
+    def __ge__(self, other):
+        return _compare(np.greater_equal, self, other)
+
+    def __eq__(self, other):
+        return _compare(np.equal, self, other)
+
+    def __ne__(self, other):
+        return _compare(np.not_equal, self, other)
+
+    def exp(self):
+        return E.Exp.apply(self)
+
+    def log(self):
+        return E.Log.apply(self)
+
+    def sqrt(self):
+        return E.Sqrt.apply(self)
+
+    def abs(self):
+        return E.Abs.apply(self)
+
+    def tanh(self):
+        return E.Tanh.apply(self)
+
+    def sigmoid(self):
+        return E.Sigmoid.apply(self)
+
+    def relu(self):
+        return E.Relu.apply(self)
+
+    def maximum(self, other):
+        return _binary(E.Maximum, self, other, "maximum")
+
+    def minimum(self, other):
+        return _binary(E.Minimum, self, other, "minimum")
+
+    def clip(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clip: give at least one of min and max")
+        if min is not None and max is not None and min > max:
+            raise ValueError(f"clip: min {min} is greater than max {max}")
+        return E.Clip.apply(self, lo=min, hi=max)
+
+    clamp = clip
+
+    # ----- reductions -----------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return R.Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return R.Mean.apply(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return R.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return R.Min.apply(self, axis=axis, keepdims=keepdims)
+
+    def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return R.LogSumExp.apply(self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis=None):
+        return Tensor._wrap(np.argmax(self.data, axis=axis))
+
+    def argmin(self, axis=None):
+        return Tensor._wrap(np.argmin(self.data, axis=axis))
+
+    # ----- shape ----------------------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if tuple(shape) == self.shape:
+            return self
+        return S.Reshape.apply(self, shape=tuple(shape))
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0):
+        start = start_dim % max(self.ndim, 1)
+        return self.reshape(self.shape[:start] + (-1,))
+
+    def permute(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return S.Permute.apply(self, axes=tuple(axes))
+
+    def transpose(self, dim0: int = -2, dim1: int = -1):
+        if self.ndim < 2:
+            return self
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return S.Permute.apply(self, axes=tuple(axes))
+
+    @property
+    def T(self):
+        return self if self.ndim < 2 else S.Permute.apply(self, axes=None)
+
+    def expand(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        # PyTorch's -1 keeps a dim as it is.
+        lead = len(shape) - self.ndim
+        shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        if shape == self.shape:
+            return self
+        return S.Expand.apply(self, shape=shape)
+
+    def broadcast_to(self, shape):
+        return self.expand(tuple(shape))
+
+    def squeeze(self, axis=None, *, dim=None):
+        axis = axis if dim is None else dim
+        if axis is None:
+            shape = tuple(n for n in self.shape if n != 1)
+        else:
+            axes = R.normalize_axes(axis, self.ndim, "squeeze")
+            for a in axes:
+                if self.shape[a] != 1:
+                    raise ValueError(f"squeeze: dim {a} of shape {self.shape} is not 1")
+            shape = tuple(n for i, n in enumerate(self.shape) if i not in axes)
+        return self.reshape(shape)
+
+    def unsqueeze(self, axis: int):
+        if not -self.ndim - 1 <= axis <= self.ndim:
+            raise ValueError(f"unsqueeze: axis {axis} out of range for {self.ndim} dims")
+        axis = axis % (self.ndim + 1)
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def __getitem__(self, index):
+        return S.GetItem.apply(self, index=_as_index(index))
+
+    def __setitem__(self, index, value):
+        if self._requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "in-place assignment to a tensor that requires grad would corrupt its graph; "
+                "build a new tensor (mg.where, mg.cat) or assign under mg.no_grad()"
+            )
+        self.data[_as_index(index)] = value.data if isinstance(value, Tensor) else value
+
+    def split(self, split_size, axis: int = 0, *, dim=None):
+        axis = axis if dim is None else dim
+        return split(self, split_size, axis)
+
+    def chunk(self, chunks: int, axis: int = 0, *, dim=None):
+        axis = axis if dim is None else dim
+        return chunk(self, chunks, axis)
+
+    def matmul(self, other):
+        return matmul(self, other)
+
+
+class Cast(autograd.Function):
+    """Change floating precision; the gradient is cast back."""
+
+    def forward(self, x, dtype=None):
+        self.in_dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return (g.astype(self.in_dtype),)
+
+
+def _default_for(arr: np.ndarray) -> np.dtype:
+    kind = arr.dtype.kind
+    if kind == "f":
+        return dtypes.get_default_dtype() if arr.dtype not in dtypes._SUPPORTED else arr.dtype
+    if kind in "iu":
+        return dtypes.int64
+    if kind == "b":
+        return dtypes.bool_
+    raise TypeError(f"cannot make a tensor from data of dtype {arr.dtype}")
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """An operand as a Tensor: Python numbers take the dtype of the tensor they meet."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number):
+        dtype = like.dtype if like is not None and like.dtype.kind == "f" else None
+        if dtype is None and isinstance(x, bool):
+            return Tensor(x)
+        if dtype is None:
+            dtype = dtypes.get_default_dtype() if isinstance(x, float) or like is not None else None
+        return Tensor._wrap(np.asarray(x, dtype=dtype or dtypes.int64))
+    if isinstance(x, (np.ndarray, np.generic)):
+        arr = np.asarray(x)
+        if like is not None and like.dtype.kind == "f" and arr.dtype.kind != "f":
+            arr = arr.astype(like.dtype)
+        return Tensor(arr)
+    if isinstance(x, (list, tuple)):
+        return Tensor(x, dtype=like.dtype if like is not None else None)
+    raise TypeError(f"cannot use an object of type {type(x).__name__} as a tensor")
+
+
+def _binary(fn, a, b, name):
+    if type(a) is not Tensor:
+        a = as_tensor(a, like=b)
+    if type(b) is not Tensor:
+        b = as_tensor(b, like=a)
+    try:
+        return fn.apply(a, b)
+    except ValueError:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+            ) from None
+        raise
+
+
+def _compare(ufunc, a, b):
+    b = as_tensor(b, like=a)
+    try:
+        return Tensor._wrap(ufunc(a.data, b.data))
+    except ValueError:
+        raise ValueError(
+            f"{ufunc.__name__}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
+
+
+def _as_index(index):
+    """Tensors and lists inside an index become NumPy arrays; the rest is NumPy's own."""
+    if isinstance(index, tuple):
+        return tuple(_as_index(i) for i in index)
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, list):
+        index = np.asarray(index)
+    if isinstance(index, np.ndarray) and index.dtype.kind not in "iub":
+        raise IndexError(f"getitem: index arrays must be integer or boolean, got {index.dtype}")
+    return index
+
+
+autograd.wrap_output = Tensor._wrap  # ops make Tensors without importing this module
+
+
+# ----- functions on tensors ---------------------------------------------------------------------
+def matmul(a, b) -> Tensor:
+    a = as_tensor(a)
+    b = as_tensor(b, like=a)
+    return M.MatMul.apply(a, b)
+
+
+def where(cond, x, y) -> Tensor:
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: the condition must be boolean, got {cond.dtype}")
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        x = as_tensor(x)
+    x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
+    y = as_tensor(y, like=x)
+    try:
+        np.broadcast_shapes(cond.shape, x.shape, y.shape)
+    except ValueError:
+        raise ValueError(
+            f"where: shapes cond {cond.shape}, x {x.shape}, y {y.shape} cannot be broadcast"
+        ) from None
+    return E.Where.apply(x, y, cond=cond)
+
+
+def cat(tensors, axis: int = 0, *, dim=None) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return S.Cat.apply(*tensors, axis=axis if dim is None else dim)
+
+
+def stack(tensors, axis: int = 0, *, dim=None) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    return S.Stack.apply(*tensors, axis=axis if dim is None else dim)
+
+
+def split(x: Tensor, split_size, axis: int = 0) -> list:
+    """PyTorch's split: an int is the size of each piece (the last may be smaller),
+    a list gives each piece's size and must add up to the dim."""
+    n = x.shape[axis]
+    if isinstance(split_size, (int, np.integer)):
+        if split_size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {split_size}")
+        sizes = [min(split_size, n - s) for s in range(0, n, split_size)]
+    else:
+        sizes = list(split_size)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to dim {axis} of {x.shape}")
+    pieces, start = [], 0
+    lead = (slice(None),) * (axis % x.ndim)
+    for size in sizes:
+        pieces.append(x[lead + (slice(start, start + size),)])
+        start += size
+    return pieces
+
+
+def chunk(x: Tensor, chunks: int, axis: int = 0) -> list:
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = x.shape[axis]
+    return split(x, max(1, -(-n // chunks)), axis)
+
+
+# ----- constructors -------------------------------------------------------------------------------
+def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def _shape(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+
+
+def _float_dtype(dtype):
+    return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
+
+
+def zeros(*shape, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.zeros(_shape(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.ones(_shape(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def full(shape, value, dtype=None, requires_grad=False) -> Tensor:
+    return Tensor(np.full(shape, value, _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, requires_grad=False) -> Tensor:
+    return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, requires_grad=False) -> Tensor:
+    return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None) -> Tensor:
+    arr = np.arange(start, stop, step) if stop is not None else np.arange(start)
+    return Tensor(arr, dtype=dtype)
+
+
+def randn(*shape, dtype=None, requires_grad=False) -> Tensor:
+    arr = _random.generator().standard_normal(_shape(shape)).astype(_float_dtype(dtype))
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, requires_grad=False) -> Tensor:
+    arr = _random.generator().random(_shape(shape)).astype(_float_dtype(dtype))
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def randint(low, high, shape) -> Tensor:
+    return Tensor(_random.generator().integers(low, high, size=shape, dtype=np.int64))
