@@ -144,14 +144,41 @@ def _collect(root: Function) -> dict:
     return pending
 
 
-def _accumulate_leaf(leaf, grad: np.ndarray) -> None:
+class SparseGrad:
+    """A gradient that is zero except at `index` (what getitem's backward produces).
+
+    The engine adds it straight into the operand's gradient buffer, so T reads x[t] of a
+    (T, ...) tensor cost one buffer and T slice additions, not T full-size zero arrays.
+    `scatter(out, index, values)` adds values into out at index.
+    """
+
+    __slots__ = ("shape", "index", "values", "scatter")
+
+    def __init__(self, shape, index, values, scatter):
+        self.shape, self.index, self.values, self.scatter = shape, index, values, scatter
+
+    def add_into(self, out: np.ndarray) -> np.ndarray:
+        self.scatter(out, self.index, self.values)
+        return out
+
+    def dense(self, dtype) -> np.ndarray:
+        return self.add_into(np.zeros(self.shape, dtype=dtype))
+
+
+def _accumulate_leaf(leaf, grad) -> None:
+    dtype = leaf.data.dtype
+    if type(grad) is SparseGrad:
+        if leaf.grad is not None and not leaf._hooks:
+            grad.add_into(leaf.grad)
+            return
+        grad = grad.dense(dtype)
     if leaf._hooks:
         for hook in leaf._hooks:
             new = hook(grad)
             grad = grad if new is None else np.asarray(new)
     if leaf.grad is None:
-        # Copy so later in-place accumulation never writes into another node's buffer.
-        leaf.grad = np.array(grad, dtype=leaf.data.dtype, copy=True)
+        # Copy: the same array may be another edge's gradient, and leaf.grad is added into.
+        leaf.grad = np.array(grad, dtype=dtype, copy=True)
     else:
         leaf.grad += grad
 
@@ -163,6 +190,7 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         return
     pending = _collect(node)
     grads = {node: grad}
+    owned = set()  # nodes whose buffer in `grads` the engine allocated, so may add into in place
     ready = [node]
     anomaly = _state.anomaly
     while ready:
@@ -188,19 +216,31 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         for parent, shape, ig in zip(node.inputs, node.shapes, in_grads):
             if parent is None or ig is None:
                 continue
-            if ig.shape != shape:
+            sparse = type(ig) is SparseGrad
+            if not sparse and ig.shape != shape:
                 ig = sum_to(ig, shape)
             if anomaly:
-                _check_finite(ig, f"backward of {node.name}")
-            if isinstance(parent, Function):
-                if parent in grads:
-                    grads[parent] = grads[parent] + ig
-                else:
-                    grads[parent] = ig
-                pending[parent] -= 1
-                if pending[parent] == 0:
-                    ready.append(parent)
-            else:
-                if ig.dtype != parent.data.dtype:
+                _check_finite(ig.values if sparse else ig, f"backward of {node.name}")
+            if not isinstance(parent, Function):
+                if not sparse and ig.dtype != parent.data.dtype:
                     ig = ig.astype(parent.data.dtype)
                 _accumulate_leaf(parent, ig)
+                continue
+            buf = grads.get(parent)
+            if sparse:
+                if buf is None:
+                    buf = np.zeros(shape, dtype=ig.values.dtype)
+                elif parent not in owned:
+                    buf = buf.copy()
+                grads[parent] = ig.add_into(buf)
+                owned.add(parent)
+            elif buf is None:
+                grads[parent] = ig  # may alias another edge's gradient: not ours to write into
+            elif parent in owned:
+                buf += ig
+            else:
+                grads[parent] = buf + ig
+                owned.add(parent)
+            pending[parent] -= 1
+            if pending[parent] == 0:
+                ready.append(parent)

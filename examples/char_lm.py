@@ -1,0 +1,253 @@
+"""Character-level LSTM language model on tiny-shakespeare: minigrad's main job.
+
+Embedding(65, 64) -> LSTM(64, 256) -> Linear(256, 65), trained with truncated BPTT: the corpus
+is cut into B parallel streams, each step reads the next T characters of every stream, and the
+LSTM state is carried from one chunk to the next with the graph cut between them (detach), so
+the gradient flows back at most T steps while the state remembers further.
+
+    python examples/char_lm.py                 # the default run: 5,000 steps (about 10 epochs)
+    python examples/char_lm.py --resume        # go on from the last checkpoint, same trajectory
+    python examples/char_lm.py --quick         # a few seconds, for the test suite
+
+Prints training loss and tokens/s, validation loss in nats and bits per character and
+perplexity; checkpoints every --ckpt-every steps and on Ctrl-C; ends by sampling text.
+"""
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import minigrad as mg
+import minigrad.nn as nn
+import minigrad.nn.functional as F
+import minigrad.optim as optim
+from models import LanguageModel
+from models.tbptt import detach_state
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "tinyshakespeare" / "input.txt"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--steps", type=int, default=5000, help="training steps (default 5000)")
+    p.add_argument("--batch", type=int, default=32, help="parallel streams B (default 32)")
+    p.add_argument("--bptt", type=int, default=64, help="characters per chunk T (default 64)")
+    p.add_argument("--embed", type=int, default=64, help="embedding size (default 64)")
+    p.add_argument("--hidden", type=int, default=256, help="LSTM hidden size (default 256)")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping (default 5)")
+    p.add_argument("--eval-every", type=int, default=1000, help="validate every N steps")
+    p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("out/char_lm"), help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--prime", default="ROMEO:\n", help="text the sample starts from")
+    p.add_argument("--sample-len", type=int, default=600)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--data", type=Path, default=DATA, help="a plain-text corpus")
+    p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.hidden, args.embed = 40, 32, 16
+        args.eval_every, args.ckpt_every, args.sample_len = 20, 20, 80
+    for name in ("steps", "batch", "bptt", "hidden", "embed", "eval_every", "ckpt_every"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+class Corpus:
+    """Characters as ids; the first 90% trains, the last 10% validates."""
+
+    def __init__(self, path: Path, quick: bool = False):
+        text = path.read_text(encoding="utf-8")
+        self.chars = sorted(set(text))
+        self.index = {ch: i for i, ch in enumerate(self.chars)}
+        ids = np.array([self.index[ch] for ch in text], dtype=np.int64)
+        split = int(0.9 * len(ids))
+        self.train, self.val = ids[:split], ids[split:]
+        if quick:
+            self.train, self.val = self.train[:20000], self.val[:4000]
+
+    def encode(self, text: str) -> np.ndarray:
+        unknown = sorted(set(text) - set(self.index))
+        if unknown:
+            raise ValueError(f"characters {unknown!r} are not in the corpus vocabulary")
+        return np.array([self.index[ch] for ch in text], dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+
+def streams(ids: np.ndarray, batch: int, bptt: int) -> tuple:
+    """Cut ids into `batch` contiguous streams; return them and the number of chunks per pass."""
+    length = len(ids) // batch
+    if length < bptt + 1:
+        raise ValueError(f"{len(ids)} characters are too few for {batch} streams of {bptt + 1}")
+    return ids[: batch * length].reshape(batch, length), (length - 1) // bptt
+
+
+def chunk(data: np.ndarray, k: int, bptt: int) -> tuple:
+    """Inputs and next-character targets of chunk k, time-major (T, B)."""
+    start = k * bptt
+    return data[:, start : start + bptt].T, data[:, start + 1 : start + bptt + 1].T
+
+
+def evaluate(model, data, n_chunks, bptt) -> float:
+    """Mean cross-entropy in nats per character over the whole split, state carried across."""
+    model.eval()
+    state, total, count = None, 0.0, 0
+    with mg.no_grad():
+        for k in range(n_chunks):
+            x, y = chunk(data, k, bptt)
+            logits, state = model(mg.tensor(x), state)
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                     reduction="sum").item()
+            count += y.size
+    model.train()
+    return total / count
+
+
+def save_checkpoint(path, model, opt, step, state, history, running):
+    mg.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+             "running": running,
+             "state": [s.numpy() for s in state] if state is not None else None,
+             "history": history}, path)
+
+
+def plot(history, out: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return  # plotting is an optional extra
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(history["step"], history["train"], label="train (running mean)")
+    if history["val_step"]:
+        ax.plot(history["val_step"], history["val"], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/char)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+
+
+def progress(total, initial):
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                    disable=not sys.stderr.isatty())
+    except ImportError:
+        return None
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = args.out / "checkpoint.npz"
+    corpus = Corpus(args.data, quick=args.quick)
+    vocab = len(corpus.chars)
+    train, n_train = streams(corpus.train, args.batch, args.bptt)
+    val, n_val = streams(corpus.val, args.batch, args.bptt)
+
+    mg.manual_seed(args.seed)
+    model = LanguageModel(vocab, args.embed, args.hidden, cell="lstm")
+    opt = optim.Adam(model.parameters(), lr=args.lr)
+    step, state, running = 0, None, None
+    history = {"step": [], "train": [], "val_step": [], "val": []}
+    if args.resume:
+        if not ckpt.exists():
+            sys.exit(f"--resume: no checkpoint at {ckpt}")
+        saved = mg.load(ckpt)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optim"])
+        step, history, running = int(saved["step"]), saved["history"], saved["running"]
+        state = tuple(mg.tensor(s) for s in saved["state"]) if saved["state"] else None
+        print(f"resumed from {ckpt} at step {step}")
+    print(f"{model}\n{sum(p.numel() for p in model.parameters()):,} parameters; "
+          f"{len(corpus.train):,} training and {len(corpus.val):,} validation characters; "
+          f"{n_train} chunks of {args.batch}x{args.bptt} per epoch")
+
+    # Ctrl-C finishes the current step, then checkpoints and stops.
+    interrupted = []
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    bar = progress(args.steps, step)
+    tokens, t0 = 0, time.perf_counter()
+    try:
+        while step < args.steps and not interrupted:
+            k = step % n_train
+            if k == 0:
+                state = None  # a new pass over the streams starts from a zero state
+            x, y = chunk(train, k, args.bptt)
+            logits, state = model(mg.tensor(x), state)
+            loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            state = detach_state(state)  # truncated BPTT: carry the state, cut the graph
+            step += 1
+            tokens += y.size
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.3f}")
+            if step % 50 == 0 or step == args.steps:
+                history["step"].append(step)
+                history["train"].append(running)
+            if step % 100 == 0 and (bar is None or bar.disable):
+                rate = tokens / (time.perf_counter() - t0)
+                print(f"step {step:5d}  train loss {running:.4f}  {rate:,.0f} tokens/s", flush=True)
+            if step % args.eval_every == 0 or step == args.steps:
+                v = evaluate(model, val, n_val, args.bptt)
+                history["val_step"].append(step)
+                history["val"].append(v)
+                print(f"step {step:5d}  validation {v:.4f} nats/char = {v / math.log(2):.4f} "
+                      f"bits/char, perplexity {math.exp(v):.3f}", flush=True)
+            if step % args.ckpt_every == 0:
+                save_checkpoint(ckpt, model, opt, step, state, history, running)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    save_checkpoint(ckpt, model, opt, step, state, history, running)
+    if interrupted:
+        print(f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume)")
+
+    prime = corpus.encode(args.prime)
+    sample = corpus.decode(model.sample(prime, args.sample_len, temperature=args.temperature,
+                                        top_k=args.top_k))
+    print(f"--- sample (temperature {args.temperature}, top-k {args.top_k}) ---\n{sample}\n---")
+    val_loss = history["val"][-1] if history["val"] else float("nan")
+    metrics = {
+        "steps": step,
+        "train_loss": running,
+        "val_loss_nats": val_loss,
+        "val_bits_per_char": val_loss / math.log(2),
+        "val_perplexity": math.exp(val_loss),
+        "tokens_per_second": tokens / seconds if seconds > 0 else float("nan"),
+        "seconds": seconds,
+    }
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (args.out / "sample.txt").write_text(sample + "\n")
+    plot(history, args.out)
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""The project's commands, runnable with nothing but Python 3.10+:
+
+    python3 tasks.py train    # train the default example (char-level LSTM on tiny-shakespeare)
+    python3 tasks.py test     # the whole test suite (CI runs it after `lint`)
+    python3 tasks.py lint     # ruff check and ruff format --check
+    python3 tasks.py bench    # the benchmarks (see benchmarks/README.md)
+
+Each command first makes a virtual environment in .venv (so it works where the system Python
+refuses `pip install`) and installs the project with its test and example extras into it,
+again only when pyproject.toml has changed. Extra arguments go to the program that is run.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+STAMP = VENV / ".minigrad-installed"
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 10):
+        sys.exit(f"minigrad needs Python 3.10 or newer, this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print("tasks.py: creating .venv", flush=True)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        except subprocess.CalledProcessError:
+            sys.exit(
+                "tasks.py: `python3 -m venv` failed; on Debian/Ubuntu install it with "
+                "`apt-get install python3-venv` and run again"
+            )
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    print("tasks.py: installing minigrad[test,examples] into .venv", flush=True)
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["-e", f"{ROOT}[test,examples]"], check=True)
+    STAMP.write_text(digest)
+
+
+def run(*args: str, env=None) -> None:
+    code = subprocess.run([str(PY), *args], cwd=ROOT, env=env).returncode
+    if code:
+        sys.exit(code)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "test", "lint", "bench"):
+        sys.exit(__doc__)
+    task, extra = sys.argv[1], sys.argv[2:]
+    ensure_env()
+    if task == "train":
+        run("examples/char_lm.py", *extra)
+    elif task == "lint":
+        run("-m", "ruff", "check", ".")
+        run("-m", "ruff", "format", "--check", ".")
+    elif task == "test":
+        run("-m", "pytest", "-W", "error::RuntimeWarning", *(extra or ["tests"]))
+        # Once more with the JIT off, so the kernels' Python bodies are covered line by line
+        # and checked against NumPy just as the compiled ones are.
+        run("-m", "pytest", "-W", "error::RuntimeWarning", "tests/test_kernels.py",
+            env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
+    elif task == "bench":
+        run("benchmarks/run_all.py", *extra)
+
+
+if __name__ == "__main__":
+    main()
