@@ -165,20 +165,78 @@ class SparseGrad:
         return self.add_into(np.zeros(self.shape, dtype=dtype))
 
 
+class ProductGrad:
+    """A gradient sum_i a_i^T @ b_i, kept as factors until every term has arrived.
+
+    A weight used at each of T steps gets T gradient terms g_t^T x_t of B rows each; stacking
+    the factors turns them into one product over T*B rows, which BLAS runs far faster than T
+    thin products and T additions of a full weight-sized array.
+    """
+
+    __slots__ = ("lefts", "rights")
+
+    def __init__(self, left, right):
+        self.lefts, self.rights = [left], [right]
+
+    def extend(self, other: "ProductGrad") -> None:
+        self.lefts += other.lefts
+        self.rights += other.rights
+
+    def dense(self, dtype=None) -> np.ndarray:
+        if len(self.lefts) == 1:
+            return self.lefts[0].T @ self.rights[0]
+        return np.concatenate(self.lefts).T @ np.concatenate(self.rights)
+
+
+_LAZY = (SparseGrad, ProductGrad)
+
+
+def _dense(g, dtype=None) -> np.ndarray:
+    """A gradient as a plain array that the engine may write into."""
+    if type(g) in _LAZY:
+        return g.dense(dtype if dtype is not None else _lazy_dtype(g))
+    return np.array(g, dtype=dtype, copy=True)
+
+
+def _lazy_dtype(g):
+    return g.values.dtype if type(g) is SparseGrad else g.rights[0].dtype
+
+
+def _merge(grads: dict, owned: set, key, g) -> None:
+    """Add gradient g into grads[key]; only engine-allocated (owned) buffers are written into."""
+    buf = grads.get(key)
+    if buf is None:
+        grads[key] = g  # may alias another edge's gradient: not ours to write into yet
+        return
+    if type(buf) is ProductGrad and type(g) is ProductGrad:
+        buf.extend(g)
+        return
+    if type(buf) is not np.ndarray or key not in owned:
+        buf = _dense(buf)
+        grads[key] = buf
+        owned.add(key)
+    if type(g) is SparseGrad:
+        g.add_into(buf)
+    elif type(g) is ProductGrad:
+        buf += g.dense()
+    else:
+        buf += g
+
+
 def _accumulate_leaf(leaf, grad) -> None:
     dtype = leaf.data.dtype
-    if type(grad) is SparseGrad:
-        if leaf.grad is not None and not leaf._hooks:
-            grad.add_into(leaf.grad)
-            return
-        grad = grad.dense(dtype)
     if leaf._hooks:
+        grad = grad if type(grad) is np.ndarray else _dense(grad, dtype)
         for hook in leaf._hooks:
             new = hook(grad)
             grad = grad if new is None else np.asarray(new)
     if leaf.grad is None:
-        # Copy: the same array may be another edge's gradient, and leaf.grad is added into.
-        leaf.grad = np.array(grad, dtype=dtype, copy=True)
+        # A private copy: the same array may be another edge's gradient, and .grad is added into.
+        leaf.grad = _dense(grad, dtype)
+    elif type(grad) is SparseGrad:
+        grad.add_into(leaf.grad)
+    elif type(grad) is ProductGrad:
+        leaf.grad += grad.dense()
     else:
         leaf.grad += grad
 
@@ -189,13 +247,16 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         _accumulate_leaf(tensor, grad)
         return
     pending = _collect(node)
-    grads = {node: grad}
-    owned = set()  # nodes whose buffer in `grads` the engine allocated, so may add into in place
+    grads = {node: grad}  # node or leaf tensor -> its gradient so far
+    owned = set()  # keys whose buffer in `grads` the engine allocated
+    leaves = []  # leaves reached, in order; they are accumulated once, at the end
     ready = [node]
     anomaly = _state.anomaly
     while ready:
         node = ready.pop()
         g = grads.pop(node)
+        if type(g) in _LAZY:
+            g = g.dense(_lazy_dtype(g))
         if node.freed:
             raise RuntimeError(
                 f"backward through {node.name} a second time: its saved arrays were freed by "
@@ -216,31 +277,20 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         for parent, shape, ig in zip(node.inputs, node.shapes, in_grads):
             if parent is None or ig is None:
                 continue
-            sparse = type(ig) is SparseGrad
-            if not sparse and ig.shape != shape:
+            if type(ig) not in _LAZY and ig.shape != shape:
                 ig = sum_to(ig, shape)
             if anomaly:
-                _check_finite(ig.values if sparse else ig, f"backward of {node.name}")
-            if not isinstance(parent, Function):
-                if not sparse and ig.dtype != parent.data.dtype:
-                    ig = ig.astype(parent.data.dtype)
-                _accumulate_leaf(parent, ig)
-                continue
-            buf = grads.get(parent)
-            if sparse:
-                if buf is None:
-                    buf = np.zeros(shape, dtype=ig.values.dtype)
-                elif parent not in owned:
-                    buf = buf.copy()
-                grads[parent] = ig.add_into(buf)
-                owned.add(parent)
-            elif buf is None:
-                grads[parent] = ig  # may alias another edge's gradient: not ours to write into
-            elif parent in owned:
-                buf += ig
+                ig = ig if type(ig) not in _LAZY else ig.dense(_lazy_dtype(ig))
+                _check_finite(ig, f"backward of {node.name}")
+            if isinstance(parent, Function):
+                _merge(grads, owned, parent, ig)
+                pending[parent] -= 1
+                if pending[parent] == 0:
+                    ready.append(parent)
             else:
-                grads[parent] = buf + ig
-                owned.add(parent)
-            pending[parent] -= 1
-            if pending[parent] == 0:
-                ready.append(parent)
+                if parent not in grads:
+                    leaves.append(parent)
+                _merge(grads, owned, parent, ig)
+    # Leaves last: a weight shared by T steps gets its T terms summed before its hooks run.
+    for leaf in leaves:
+        _accumulate_leaf(leaf, grads.pop(leaf))

@@ -1,8 +1,12 @@
-"""Matrix product with NumPy's full semantics (1-D, 2-D, batched, broadcast batch dims)."""
+"""Matrix products: `MatMul` with NumPy's full semantics, and `Linear` (x @ W^T + b).
+
+The gradient of a 2-D right operand is returned as a `ProductGrad` (x^T @ g kept as factors),
+so a weight used at every time step gets its T terms as one product over all T*B rows.
+"""
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, ProductGrad
 
 
 class MatMul(Function):
@@ -36,11 +40,42 @@ class MatMul(Function):
             if x.ndim == 1:
                 gx = gx[..., 0, :]
         if self.needs[1]:
-            if y2.ndim == 2 and x2.ndim > 2:
-                # y is shared by every batch: one large product over all rows, not many small.
-                gy = x2.reshape(-1, x2.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            if y2.ndim == 2:
+                # y is shared by every row and batch: one product over all of them, deferred.
+                gy = ProductGrad(x2.reshape(-1, x2.shape[-1]), g.reshape(-1, g.shape[-1]))
+                if y.ndim == 1:
+                    gy = gy.dense()[:, 0]
             else:
                 gy = np.matmul(np.swapaxes(x2, -1, -2), g)
-            if y.ndim == 1:
-                gy = gy[..., 0]
+                if y.ndim == 1:
+                    gy = gy[..., 0]
         return gx, gy
+
+
+class Linear(Function):
+    """y = x W^T + b, x of shape (..., in), W (out, in), b (out,) or absent (PyTorch's layout).
+
+    dL/dx = g W,  dL/dW = g^T x (deferred, summed over all rows),  dL/db = sum of g's rows.
+    """
+
+    def forward(self, x, w, b=None):
+        if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1]:
+            raise ValueError(
+                f"linear: input of shape {x.shape} does not match weight of shape {w.shape} "
+                "(expected input (..., in_features) and weight (out_features, in_features))"
+            )
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias of shape {b.shape}, expected ({w.shape[0]},)")
+        out = x @ w.T
+        if b is not None:
+            out += b
+        self.saved = (x, w)
+        return out
+
+    def backward(self, g):
+        x, w = self.saved
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = g @ w if self.needs[0] else None
+        gw = ProductGrad(g2, x.reshape(-1, x.shape[-1])) if self.needs[1] else None
+        gb = g2.sum(axis=0) if len(self.needs) > 2 and self.needs[2] else None
+        return gx, gw, gb
