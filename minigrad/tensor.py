@@ -440,12 +440,16 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if isinstance(x, numbers.Number):
-        dtype = like.dtype if like is not None and like.dtype.kind == "f" else None
-        if dtype is None and isinstance(x, bool):
+        if like is not None and like.dtype.kind == "f":
+            dtype = like.dtype
+        elif isinstance(x, bool):
             return Tensor(x)
-        if dtype is None:
-            dtype = dtypes.get_default_dtype() if isinstance(x, float) or like is not None else None
-        return Tensor._wrap(np.asarray(x, dtype=dtype or dtypes.int64))
+        elif isinstance(x, numbers.Integral):
+            # An int keeps an integer tensor integer: `lengths - 1` must still index.
+            dtype = like.dtype if like is not None and like.dtype.kind in "iu" else dtypes.int64
+        else:
+            dtype = dtypes.get_default_dtype()
+        return Tensor._wrap(np.asarray(x, dtype=dtype))
     if isinstance(x, (np.ndarray, np.generic)):
         arr = np.asarray(x)
         if like is not None and like.dtype.kind == "f" and arr.dtype.kind != "f":

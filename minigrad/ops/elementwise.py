@@ -151,7 +151,7 @@ class Maximum(Function):
 
     def backward(self, g):
         x, y = self.saved
-        share = (x > y) + 0.5 * (x == y)
+        share = (x > y) + g.dtype.type(0.5) * (x == y)  # a bare 0.5 would make it float64
         return g * share, g * (1 - share)
 
 
@@ -162,7 +162,7 @@ class Minimum(Function):
 
     def backward(self, g):
         x, y = self.saved
-        share = (x < y) + 0.5 * (x == y)
+        share = (x < y) + g.dtype.type(0.5) * (x == y)
         return g * share, g * (1 - share)
 
 

@@ -4,6 +4,8 @@ The gradient of a 2-D right operand is returned as a `ProductGrad` (x^T @ g kept
 so a weight used at every time step gets its T terms as one product over all T*B rows.
 """
 
+import math
+
 import numpy as np
 
 from ..autograd import Function, ProductGrad
@@ -19,9 +21,10 @@ class MatMul(Function):
         try:
             out = np.matmul(x, y)
         except ValueError:
+            n = y.shape[-2] if y.ndim > 1 else y.shape[0]
+            why = f"{x.shape[-1]} != {n}" if x.shape[-1] != n else "batch dims do not broadcast"
             raise ValueError(
-                f"matmul: shapes {x.shape} and {y.shape} are not aligned "
-                f"({x.shape[-1]} != {y.shape[-2] if y.ndim > 1 else y.shape[0]})"
+                f"matmul: shapes {x.shape} and {y.shape} are not aligned ({why})"
             ) from None
         self.saved = (x, y)
         return out
@@ -30,10 +33,10 @@ class MatMul(Function):
         x, y = self.saved
         x2 = x[None, :] if x.ndim == 1 else x  # (1, n)
         y2 = y[:, None] if y.ndim == 1 else y  # (n, 1)
+        if y.ndim == 1:  # first: for 1-D @ 1-D, g is 0-d and has no axis -2 yet
+            g = g[..., None]
         if x.ndim == 1:
             g = np.expand_dims(g, -2)
-        if y.ndim == 1:
-            g = g[..., None]
         gx = gy = None
         if self.needs[0]:
             gx = np.matmul(g, np.swapaxes(y2, -1, -2))
@@ -42,7 +45,8 @@ class MatMul(Function):
         if self.needs[1]:
             if y2.ndim == 2:
                 # y is shared by every row and batch: one product over all of them, deferred.
-                gy = ProductGrad(x2.reshape(-1, x2.shape[-1]), g.reshape(-1, g.shape[-1]))
+                rows = math.prod(g.shape[:-1])  # not -1: ambiguous when a dim is 0
+                gy = ProductGrad(x2.reshape(rows, x2.shape[-1]), g.reshape(rows, g.shape[-1]))
                 if y.ndim == 1:
                     gy = gy.dense()[:, 0]
             else:
@@ -53,7 +57,8 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """y = x W^T + b, x of shape (..., in), W (out, in), b (out,) or absent (PyTorch's layout).
+    """y = x W^T + b, x of shape (..., in), W (out, in), b (out,) or absent (PyTorch's layout),
+    as one 2-D product over all leading dims.
 
     dL/dx = g W,  dL/dW = g^T x (deferred, summed over all rows),  dL/db = sum of g's rows.
     """
@@ -66,16 +71,17 @@ class Linear(Function):
             )
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias of shape {b.shape}, expected ({w.shape[0]},)")
-        out = x @ w.T
+        x2 = x.reshape(-1, x.shape[-1])
+        out = x2 @ w.T
         if b is not None:
             out += b
-        self.saved = (x, w)
-        return out
+        self.saved = (x2, w)
+        return out.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, g):
-        x, w = self.saved
-        g2 = g.reshape(-1, g.shape[-1])
-        gx = g @ w if self.needs[0] else None
-        gw = ProductGrad(g2, x.reshape(-1, x.shape[-1])) if self.needs[1] else None
+        x2, w = self.saved
+        g2 = g.reshape(-1, w.shape[0])
+        gx = (g2 @ w).reshape(g.shape[:-1] + (w.shape[1],)) if self.needs[0] else None
+        gw = ProductGrad(g2, x2) if self.needs[1] else None
         gb = g2.sum(axis=0) if len(self.needs) > 2 and self.needs[2] else None
         return gx, gw, gb

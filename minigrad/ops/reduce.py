@@ -15,13 +15,14 @@ def normalize_axes(axis, ndim: int, op: str):
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
+    n = max(ndim, 1)  # a 0-d tensor takes axis 0 or -1, as in PyTorch, and reduces nothing
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -n <= a < n:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dims")
-        out.append(int(a) % max(ndim, 1))
+        out.append(int(a) % n)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis}")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()
 
 
 def _expand(g, in_shape, axes, keepdims):
@@ -77,7 +78,7 @@ class _Extreme(Function):
     def backward(self, g):
         x, out = self.saved
         mask = x == out
-        count = mask.sum(axis=self.axes, keepdims=True)
+        count = mask.sum(axis=self.axes, keepdims=True, dtype=g.dtype)  # int would give float64
         g = _expand(g, x.shape, self.axes, self.keepdims)
         return (mask * (g / count),)
 

@@ -1,0 +1,7 @@
+"""Optimizers and learning-rate schedules with PyTorch's names, arguments and update rules."""
+
+from . import lr_scheduler
+from .algorithms import SGD, Adagrad, Adam, AdamW, RMSprop
+from .optimizer import Optimizer
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
