@@ -36,29 +36,35 @@ DATA = HERE / "data" / "tinyshakespeare" / "input.txt"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=5000, help="training steps (default 5000)")
+    p.add_argument("--steps", type=int, help="training steps (default 5000; --quick 40)")
     p.add_argument("--batch", type=int, default=32, help="parallel streams B (default 32)")
     p.add_argument("--bptt", type=int, default=64, help="characters per chunk T (default 64)")
-    p.add_argument("--embed", type=int, default=64, help="embedding size (default 64)")
-    p.add_argument("--hidden", type=int, default=256, help="LSTM hidden size (default 256)")
+    p.add_argument("--embed", type=int, help="embedding size (default 64; --quick 16)")
+    p.add_argument("--hidden", type=int, help="LSTM hidden size (default 256; --quick 32)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping (default 5)")
-    p.add_argument("--eval-every", type=int, default=1000, help="validate every N steps")
-    p.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default 1000)")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("out/char_lm"), help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--prime", default="ROMEO:\n", help="text the sample starts from")
-    p.add_argument("--sample-len", type=int, default=600)
+    p.add_argument("--sample-len", type=int, help="characters to sample (default 600)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--data", type=Path, default=DATA, help="a plain-text corpus")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
     args = p.parse_args(argv)
+    defaults = dict(steps=5000, hidden=256, embed=64, eval_every=1000, ckpt_every=500,
+                    sample_len=600)
     if args.quick:
-        args.steps, args.hidden, args.embed = 40, 32, 16
-        args.eval_every, args.ckpt_every, args.sample_len = 20, 20, 80
-    for name in ("steps", "batch", "bptt", "hidden", "embed", "eval_every", "ckpt_every"):
+        defaults = dict(steps=40, hidden=32, embed=16, eval_every=20, ckpt_every=20,
+                        sample_len=80)
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("steps", "batch", "bptt", "hidden", "embed", "eval_every", "ckpt_every",
+                 "sample_len"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     return args
