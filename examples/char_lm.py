@@ -206,6 +206,8 @@ def main(argv=None) -> dict:
             opt.step()
             state = detach_state(state)  # truncated BPTT: carry the state, cut the graph
             step += 1
+            if tokens == 0:
+                print("first training step finished", flush=True)  # benchmarks/startup.py
             tokens += y.size
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
             if bar is not None:

@@ -1,0 +1,233 @@
+"""The headline workload: one char-LM training step, minigrad against its peers, side by side.
+
+    python benchmarks/lstm_lm.py                       # LSTM at H = 64..512, GRU and RNN at 128
+    python benchmarks/lstm_lm.py --cells lstm --hidden 256 --repeat 10
+
+Embedding(65, 64) -> LSTM/GRU/RNN(64, H) -> Linear(H, 65), mean cross-entropy over B*T tokens,
+backward, SGD update; B=32, T=64, float32. Peers, all from the same initial weights:
+- minigrad: models.LanguageModel, the cell a plain composition of ops, BPTT = backward();
+- NumPy: the BPTT written by hand (benchmarks/numpy_baseline.py), zero framework overhead;
+- PyTorch's fused torch.nn.LSTM/GRU/RNN, when torch is installed (an optional peer).
+Before timing, each configuration checks in float64 that minigrad's loss and gradients equal
+the NumPy baseline's (and PyTorch's). Timings are medians of --repeat steps, interleaved
+round-robin so that machine noise hits all peers alike; compare ratios within one run.
+"""
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import minigrad as mg
+import minigrad.nn.functional as F
+from models import LanguageModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy_baseline  # noqa: E402
+
+B, T, E, V = 32, 64, 64, 65
+# minigrad's parameter names -> the baseline's (PyTorch-style) names
+NAMES = {
+    "encoder.embedding.weight": "embed.weight",
+    "encoder.rnn.weight_ih_l0": "rnn.weight_ih_l0",
+    "encoder.rnn.weight_hh_l0": "rnn.weight_hh_l0",
+    "encoder.rnn.bias_ih_l0": "rnn.bias_ih_l0",
+    "encoder.rnn.bias_hh_l0": "rnn.bias_hh_l0",
+    "decoder.weight": "fc.weight",
+    "decoder.bias": "fc.bias",
+}
+LR = 0.1
+
+
+def make_minigrad(cell, H, dtype):
+    previous = mg.get_default_dtype()
+    mg.set_default_dtype(dtype)
+    try:
+        mg.manual_seed(0)
+        model = LanguageModel(V, E, H, cell=cell)
+    finally:
+        mg.set_default_dtype(previous)
+    params = {NAMES[k]: np.array(v) for k, v in model.state_dict().items()}
+    return model, params
+
+
+def minigrad_step(model, cell, tokens, targets, state):
+    logits, state = model(tokens, state)
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    for p in model.parameters():
+        p.grad = None
+    loss.backward()
+    with mg.no_grad():
+        for p in model.parameters():
+            p.data -= LR * p.grad
+    return loss
+
+
+def numpy_step(cell, p, tokens, targets, H, dtype):
+    h0 = np.zeros((B, H), dtype)
+    if cell == "lstm":
+        loss, grads, _ = numpy_baseline.lstm_lm(p, tokens, targets, h0, h0)
+    elif cell == "gru":
+        loss, grads, _ = numpy_baseline.gru_lm(p, tokens, targets, h0)
+    else:
+        loss, grads, _ = numpy_baseline.rnn_lm(p, tokens, targets, h0)
+    numpy_baseline.sgd_step(p, grads, LR)
+    return loss, grads
+
+
+def make_torch(cell, params, dtype):
+    import torch
+
+    torch.set_num_threads(2)
+    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    H = params["rnn.weight_hh_l0"].shape[1]
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+
+    class LM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(V, E)
+            self.rnn = layer(E, H)
+            self.fc = torch.nn.Linear(H, V)
+
+        def forward(self, x):
+            out, _ = self.rnn(self.embed(x))
+            return self.fc(out)
+
+    model = LM().to(tdtype)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()})
+    return model
+
+
+def torch_step(model, tokens, targets):
+    import torch
+
+    model.zero_grad(set_to_none=True)
+    logits = model(tokens)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= LR * p.grad
+    return loss
+
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_equal(cell, H, use_torch) -> float:
+    """Max abs difference of loss and gradients, minigrad vs NumPy (and torch), in float64."""
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, V, (T, B))
+    targets = rng.integers(0, V, (T, B))
+    model, params = make_minigrad(cell, H, mg.float64)
+    loss = minigrad_step_grads(model, tokens, targets)
+    ref_loss, ref_grads, *_ = {
+        "lstm": lambda: numpy_baseline.lstm_lm(params, tokens, targets, *[np.zeros((B, H))] * 2),
+        "gru": lambda: numpy_baseline.gru_lm(params, tokens, targets, np.zeros((B, H))),
+        "rnn": lambda: numpy_baseline.rnn_lm(params, tokens, targets, np.zeros((B, H))),
+    }[cell]()
+    worst = abs(loss - ref_loss)
+    grads = {NAMES[n]: p.grad for n, p in model.named_parameters()}
+    for name, g in ref_grads.items():
+        worst = max(worst, float(np.abs(grads[name] - g).max()))
+    if use_torch:
+        import torch
+
+        tmodel = make_torch(cell, params, np.float64)
+        tloss = torch.nn.functional.cross_entropy(
+            tmodel(torch.from_numpy(tokens)).reshape(-1, V), torch.from_numpy(targets).reshape(-1)
+        )
+        tloss.backward()
+        worst = max(worst, abs(tloss.item() - loss))
+        for name, p in tmodel.named_parameters():
+            worst = max(worst, float(np.abs(grads[name] - p.grad.numpy()).max()))
+    return worst
+
+
+def minigrad_step_grads(model, tokens, targets) -> float:
+    logits, _ = model(tokens)
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    loss.backward()
+    return loss.item()
+
+
+def time_peers(cell, H, repeat, use_torch):
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, V, (T, B))
+    targets = rng.integers(0, V, (T, B))
+    model, params = make_minigrad(cell, H, mg.float32)
+    peers = {
+        "minigrad": lambda: minigrad_step(model, cell, tokens, targets, None),
+        "numpy": lambda: numpy_step(cell, params, tokens, targets, H, np.float32),
+    }
+    if use_torch:
+        import torch
+
+        tmodel = make_torch(cell, {k: v.copy() for k, v in params.items()}, np.float32)
+        tt, ty = torch.from_numpy(tokens), torch.from_numpy(targets)
+        peers["torch"] = lambda: torch_step(tmodel, tt, ty)
+    times = {name: [] for name in peers}
+    for name, step in peers.items():  # warm-up: compile kernels, fill caches
+        for _ in range(3):
+            step()
+    for _ in range(repeat):
+        for name, step in peers.items():
+            t = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--cells", nargs="+", default=None, choices=["lstm", "gru", "rnn"])
+    p.add_argument("--hidden", nargs="+", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=20, help="timed steps per peer (median)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    args = p.parse_args(argv)
+    use_torch = have_torch() and not args.no_torch
+    if args.cells is None and args.hidden is None:
+        configs = [("lstm", h) for h in (64, 128, 256, 512)] + [("gru", 128), ("rnn", 128)]
+    else:
+        configs = [(c, h) for c in (args.cells or ["lstm"]) for h in (args.hidden or [128])]
+
+    header = "| cell | H | minigrad ms | NumPy BPTT ms | minigrad / NumPy |"
+    rule = "|---|---|---|---|---|"
+    if use_torch:
+        header += " torch fused ms | minigrad / torch |"
+        rule += "---|---|"
+    header += " tokens/s (minigrad) | max diff float64 |"
+    rule += "---|---|"
+    lines = [header, rule]
+    print(header, flush=True)
+    print(rule, flush=True)
+    for cell, H in configs:
+        diff = check_equal(cell, H, use_torch)
+        t = time_peers(cell, H, args.repeat, use_torch)
+        row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['numpy']:.1f} | "
+        row += f"{t['minigrad'] / t['numpy']:.2f} |"
+        if use_torch:
+            row += f" {t['torch']:.1f} | {t['minigrad'] / t['torch']:.2f} |"
+        row += f" {B * T / t['minigrad'] * 1e3:,.0f} | {diff:.1e} |"
+        lines.append(row)
+        print(row, flush=True)
+    note = (
+        f"\n{platform.processor() or platform.machine()}, {mg.__name__} on NumPy "
+        f"{np.__version__}, Python {platform.python_version()}; B={B}, T={T}, E={E}, V={V}, "
+        f"float32, median of {args.repeat} steps."
+    )
+    print(note)
+    return lines
+
+
+if __name__ == "__main__":
+    main()
