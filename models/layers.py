@@ -89,6 +89,8 @@ class _RNNBase(nn.Module):
         batch_first=False,
         dropout=0.0,
         bidirectional=False,
+        *,
+        checkpoint_every=None,
     ):
         super().__init__()
         name = type(self).__name__
@@ -102,6 +104,17 @@ class _RNNBase(nn.Module):
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
+        if checkpoint_every is not None and (
+            isinstance(checkpoint_every, bool) or int(checkpoint_every) != checkpoint_every
+            or checkpoint_every < 1
+        ):
+            raise ValueError(
+                f"{name}: checkpoint_every must be a positive number of steps or None, "
+                f"got {checkpoint_every!r}"
+            )
+        # Memory-efficient BPTT: keep the state every k steps and recompute the steps between
+        # in backward (mg.checkpoint); k ~ sqrt(T) holds O(sqrt(T)) recurrent activations.
+        self.checkpoint_every = checkpoint_every
         self.num_directions = 2 if bidirectional else 1
         G, H = self.gates, self.hidden_size
         for k in range(self.num_layers):
@@ -202,24 +215,60 @@ class _RNNBase(nn.Module):
 
     def _run(self, x, k, d, state, masks):
         """Layer k, direction d over the whole sequence: (outputs (T, B, H), final state)."""
+        T = x.shape[0]
+        every = self.checkpoint_every
+        if every is not None and every < T and mg.is_grad_enabled():
+            return self._run_checkpointed(x, k, d, state, masks, every)
         w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, d)
         # The input's share of every step's gates: one (T*B, in) @ (in, G*H) product.
         gi = F.linear(x, w_ih, self._input_bias(b_ih, b_hh))
-        recurrent = self._recurrent(w_hh, b_hh)
-        T = x.shape[0]
-        outputs = [None] * T
-        for t in range(T) if d == 0 else range(T - 1, -1, -1):
+        times = range(T) if d == 0 else range(T - 1, -1, -1)
+        outputs, state = self._unroll(gi, times, 0, state, self._recurrent(w_hh, b_hh), masks)
+        return mg.stack(outputs), state
+
+    def _unroll(self, gi, times, first, state, recurrent, masks):
+        """The steps `times` (in processing order) with gi[t - first] the projected input at t.
+        Returns the outputs in time order and the final state."""
+        outputs = [None] * len(times)
+        for t in times:
             mask = None if masks is None else masks[t]
             if mask is None:
-                state = self._step(gi[t], state, recurrent)
-                outputs[t] = state[0]
+                state = self._step(gi[t - first], state, recurrent)
+                outputs[t - first] = state[0]
             elif not mask.any():  # every sequence has ended: nothing to compute
-                outputs[t] = mg.zeros_like(state[0])
+                outputs[t - first] = mg.zeros_like(state[0])
             else:
-                new = self._step(gi[t], state, recurrent)
+                new = self._step(gi[t - first], state, recurrent)
                 state = tuple(mg.where(mask, n, s) for n, s in zip(new, state, strict=True))
-                outputs[t] = mg.where(mask, new[0], 0.0)
-        return mg.stack(outputs), state
+                outputs[t - first] = mg.where(mask, new[0], 0.0)
+        return outputs, state
+
+    def _run_checkpointed(self, x, k, d, state, masks, every):
+        """As _run, in segments of `every` steps whose activations backward recomputes.
+
+        Only parameters (leaves) are read inside a segment, so its recomputed graph never
+        reaches back into the outer one; the input projection is done per segment so that
+        no (T, B, G*H) array is held either.
+        """
+        T = x.shape[0]
+
+        def segment(x_seg, *state, lo, hi):
+            w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, d)
+            gi = F.linear(x_seg, w_ih, self._input_bias(b_ih, b_hh))
+            times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)
+            outs, state = self._unroll(gi, times, lo, state, self._recurrent(w_hh, b_hh), masks)
+            return (mg.stack(outs), *state)
+
+        bounds = [(lo, min(lo + every, T)) for lo in range(0, T, every)]
+        pieces = [None] * len(bounds)
+        order = range(len(bounds)) if d == 0 else range(len(bounds) - 1, -1, -1)
+        for i in order:
+            lo, hi = bounds[i]
+            seg = lambda x_seg, *st, lo=lo, hi=hi: segment(x_seg, *st, lo=lo, hi=hi)
+            out, *state = mg.checkpoint(seg, x[lo:hi], *state)
+            pieces[i] = out
+            state = tuple(state)
+        return mg.cat(pieces, axis=0), state
 
     def _initial_states(self, h0, B, dtype, batched):
         """A list, per (layer, direction), of the initial state tuple."""
