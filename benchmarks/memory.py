@@ -1,0 +1,69 @@
+"""Peak memory and time of one LSTM-LM training step against T, with and without checkpointing.
+
+    python benchmarks/memory.py [--lengths 64 256 1024 4096] [--hidden 256]
+
+The char-LM of benchmarks/lstm_lm.py (B=32, E=64, H=256, V=65, float32), forward + backward at
+sequence length T. Peak memory is what tracemalloc saw NumPy allocate during the step (NumPy
+reports its buffers to tracemalloc), above what was allocated before it. "checkpointed" sets
+the LSTM's checkpoint_every to round(sqrt(T)). The gradients of both are checked equal.
+"""
+
+import argparse
+import math
+import time
+import tracemalloc
+
+import numpy as np
+
+import minigrad as mg
+import minigrad.nn.functional as F
+from models import LanguageModel
+
+B, E, V = 32, 64, 65
+
+
+def step(model, tokens, targets):
+    for p in model.parameters():
+        p.grad = None
+    logits, _ = model(tokens)
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    loss.backward()
+
+
+def measure(model, tokens, targets, every):
+    model.encoder.rnn.checkpoint_every = every
+    step(model, tokens, targets)  # warm-up (kernels compiled, caches filled)
+    tracemalloc.start()
+    t = time.perf_counter()
+    step(model, tokens, targets)
+    seconds = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    grads = [p.grad.copy() for p in model.parameters()]
+    return peak, seconds, grads
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--lengths", nargs="+", type=int, default=[64, 256, 1024, 4096])
+    p.add_argument("--hidden", type=int, default=256)
+    args = p.parse_args(argv)
+    mg.manual_seed(0)
+    model = LanguageModel(V, E, args.hidden)
+    rng = np.random.default_rng(0)
+    print("| T | plain BPTT peak MiB | plain s/step | checkpoint every | checkpointed peak MiB "
+          "| checkpointed s/step | memory ratio | time ratio | max grad diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for T in args.lengths:
+        tokens = rng.integers(0, V, (T, B))
+        targets = rng.integers(0, V, (T, B))
+        every = max(1, round(math.sqrt(T)))
+        peak0, t0, g0 = measure(model, tokens, targets, None)
+        peak1, t1, g1 = measure(model, tokens, targets, every)
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(g0, g1))
+        print(f"| {T} | {peak0 / 2**20:.1f} | {t0:.2f} | {every} | {peak1 / 2**20:.1f} | "
+              f"{t1:.2f} | {peak1 / peak0:.2f} | {t1 / t0:.2f} | {diff:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
