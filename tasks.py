@@ -24,7 +24,7 @@ STAMP = VENV / ".minigrad-installed"
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 (the system Python may be older)
         sys.exit(f"minigrad needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     if not PY.exists():
         print("tasks.py: creating .venv", flush=True)

@@ -55,7 +55,7 @@ def main() -> None:
                 cold.append(to_first_step(env, out))
                 warm.append(to_first_step(env, out))
                 imports.append(import_time(env))
-    print("| measurement | seconds (median of %d) |" % args.runs)
+    print(f"| measurement | seconds (median of {args.runs}) |")
     print("|---|---|")
     print(f"| `import minigrad` | {statistics.median(imports):.2f} |")
     print(f"| start to first training step, cold Numba cache | {statistics.median(cold):.2f} |")

@@ -176,7 +176,7 @@ def time_peers(cell, H, repeat, use_torch):
         tt, ty = torch.from_numpy(tokens), torch.from_numpy(targets)
         peers["torch"] = lambda: torch_step(tmodel, tt, ty)
     times = {name: [] for name in peers}
-    for name, step in peers.items():  # warm-up: compile kernels, fill caches
+    for step in peers.values():  # warm-up: compile kernels, fill caches
         for _ in range(3):
             step()
     for _ in range(repeat):

@@ -60,7 +60,7 @@ def main(argv=None):
         every = max(1, round(math.sqrt(T)))
         peak0, t0, g0 = measure(model, tokens, targets, None)
         peak1, t1, g1 = measure(model, tokens, targets, every)
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(g0, g1))
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(g0, g1, strict=True))
         print(f"| {T} | {peak0 / 2**20:.1f} | {t0:.2f} | {every} | {peak1 / 2**20:.1f} | "
               f"{t1:.2f} | {peak1 / peak0:.2f} | {t1 / t0:.2f} | {diff:.1e} |", flush=True)
 

@@ -58,7 +58,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeat", type=int, default=20000)
     args = p.parse_args()
-    print("| op (32x64 float32) | minigrad fwd+bwd (us) | NumPy same arithmetic (us) | overhead (us) |")
+    print("| op (32x64 float32) | minigrad fwd+bwd (us) | NumPy same arithmetic (us) "
+          "| overhead (us) |")
     print("|---|---|---|---|")
     for name, ours, bare in cases():
         t_ours = _median_us(ours, args.repeat)

@@ -116,7 +116,7 @@ class Function:
                 # A leaf is its own accumulation target; a computed tensor hands over its node.
                 fn.inputs = tuple(
                     (t._node if t._node is not None else t) if n else None
-                    for t, n in zip(tensors, needs)
+                    for t, n in zip(tensors, needs, strict=False)
                 )
                 fn.shapes = tuple(t.data.shape for t in tensors)
                 fn.needs = needs
@@ -178,7 +178,7 @@ class ProductGrad:
     def __init__(self, left, right):
         self.lefts, self.rights = [left], [right]
 
-    def extend(self, other: "ProductGrad") -> None:
+    def extend(self, other: ProductGrad) -> None:
         self.lefts += other.lefts
         self.rights += other.rights
 
@@ -241,6 +241,24 @@ def _accumulate_leaf(leaf, grad) -> None:
         leaf.grad += grad
 
 
+def _edge_without_gradient(node: Function, pending: dict, grads: dict, ready: list) -> None:
+    """A consumer of `node` sent it no gradient (its backward returned None for it).
+
+    Count the edge as done, or `node` would wait forever and gradients from its other
+    consumers would never flow on. A node none of whose consumers sent a gradient passes the
+    same on to its own inputs (iteratively, like the rest of the engine).
+    """
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        pending[node] -= 1
+        if pending[node] == 0:
+            if node in grads:
+                ready.append(node)
+            else:
+                stack.extend(p for p in node.inputs if isinstance(p, Function))
+
+
 def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     node = tensor._node
     if node is None:
@@ -274,8 +292,12 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         if not retain_graph:
             node.saved = None  # release the activations as soon as they are used
             node.freed = True
-        for parent, shape, ig in zip(node.inputs, node.shapes, in_grads):
-            if parent is None or ig is None:
+        for parent, shape, ig in zip(node.inputs, node.shapes, in_grads, strict=False):
+            if parent is None:
+                continue
+            if ig is None:  # no gradient on this edge; the parent must still count it as done
+                if isinstance(parent, Function):
+                    _edge_without_gradient(parent, pending, grads, ready)
                 continue
             if type(ig) not in _LAZY and ig.shape != shape:
                 ig = sum_to(ig, shape)

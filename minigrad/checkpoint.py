@@ -31,7 +31,7 @@ class _Checkpoint(autograd.Function):
         arrays = self.saved
         inputs = [
             Tensor(a, requires_grad=need) if need else Tensor._wrap(a)
-            for a, need in zip(arrays, self.needs)
+            for a, need in zip(arrays, self.needs, strict=False)
         ]
         now = _random.generator().bit_generator.state
         _random.generator().bit_generator.state = self.rng_state  # same dropout masks
@@ -44,13 +44,13 @@ class _Checkpoint(autograd.Function):
         pieces = _unjoin(g, self.layout) if len(outs) > 1 else [g]
         # Backpropagate all outputs at once through a weighted sum: d(sum <out_i, g_i>) = g_i.
         total = None
-        for out, piece in zip(outs, pieces):
+        for out, piece in zip(outs, pieces, strict=False):
             if out.requires_grad:
                 term = (out * Tensor._wrap(piece)).sum()
                 total = term if total is None else total + term
         if total is not None:
             total.backward()
-        return tuple(x.grad if need else None for x, need in zip(inputs, self.needs))
+        return tuple(x.grad if need else None for x, need in zip(inputs, self.needs, strict=False))
 
 
 def _unjoin(flat, layout):

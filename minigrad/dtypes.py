@@ -18,7 +18,8 @@ def as_dtype(dtype) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in _SUPPORTED:
+    # `is None` first: `None in _SUPPORTED` is True, since np.dtype(None) means float64.
+    if resolved is None or resolved not in _SUPPORTED:
         names = ", ".join(d.name for d in _SUPPORTED)
         raise TypeError(f"unsupported dtype {dtype!r}: minigrad supports {names}")
     return resolved

@@ -67,7 +67,10 @@ class Pow(Function):
 
     def backward(self, g):
         x, y, out = self.saved
-        gx = g * y * x ** (y - 1) if self.needs[0] else None
+        gx = None
+        if self.needs[0]:
+            # y = 0 has derivative 0 everywhere: x^(y-1) would be inf at x = 0, and 0 * inf NaN
+            gx = g * y * x ** np.where(y == 0, 1, y - 1)
         gy = None
         if self.needs[1]:
             safe = np.where(x > 0, x, 1)  # x^y log x -> 0 where x == 0, undefined below

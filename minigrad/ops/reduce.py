@@ -101,7 +101,8 @@ class LogSumExp(Function):
         self.keepdims = keepdims
         m = np.max(x, axis=self.axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0)
-        out = np.log(np.sum(np.exp(x - m), axis=self.axes, keepdims=True)) + m
+        with np.errstate(divide="ignore"):  # a row of all -inf has logsumexp -inf, not an error
+            out = np.log(np.sum(np.exp(x - m), axis=self.axes, keepdims=True)) + m
         self.saved = (x, out)
         return out if keepdims else np.squeeze(out, axis=self.axes)
 
