@@ -64,8 +64,14 @@ def main() -> None:
         run("-m", "pytest", "-W", "error::RuntimeWarning", *(extra or ["tests"]))
         # Once more with the JIT off, so the kernels' Python bodies are covered line by line
         # and checked against NumPy just as the compiled ones are.
-        run("-m", "pytest", "-W", "error::RuntimeWarning", "tests/test_kernels.py",
-            env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
+        run(
+            "-m",
+            "pytest",
+            "-W",
+            "error::RuntimeWarning",
+            "tests/test_kernels.py",
+            env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+        )
     elif task == "bench":
         run("benchmarks/run_all.py", *extra)
 

@@ -51,8 +51,10 @@ def main(argv=None):
     mg.manual_seed(0)
     model = LanguageModel(V, E, args.hidden)
     rng = np.random.default_rng(0)
-    print("| T | plain BPTT peak MiB | plain s/step | checkpoint every | checkpointed peak MiB "
-          "| checkpointed s/step | memory ratio | time ratio | max grad diff |")
+    print(
+        "| T | plain BPTT peak MiB | plain s/step | checkpoint every | checkpointed peak MiB "
+        "| checkpointed s/step | memory ratio | time ratio | max grad diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for T in args.lengths:
         tokens = rng.integers(0, V, (T, B))
@@ -61,8 +63,11 @@ def main(argv=None):
         peak0, t0, g0 = measure(model, tokens, targets, None)
         peak1, t1, g1 = measure(model, tokens, targets, every)
         diff = max(float(np.abs(a - b).max()) for a, b in zip(g0, g1, strict=True))
-        print(f"| {T} | {peak0 / 2**20:.1f} | {t0:.2f} | {every} | {peak1 / 2**20:.1f} | "
-              f"{t1:.2f} | {peak1 / peak0:.2f} | {t1 / t0:.2f} | {diff:.1e} |", flush=True)
+        print(
+            f"| {T} | {peak0 / 2**20:.1f} | {t0:.2f} | {every} | {peak1 / 2**20:.1f} | "
+            f"{t1:.2f} | {peak1 / peak0:.2f} | {t1 / t0:.2f} | {diff:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def lstm_lm(p, tokens, targets, h0, c0):
     T, B = tokens.shape
     H = h0.shape[1]
     x = p["embed.weight"][tokens]  # (T, B, E)
-    xp = (x.reshape(T * B, -1) @ p["rnn.weight_ih_l0"].T + p["rnn.bias_ih_l0"]
-          + p["rnn.bias_hh_l0"]).reshape(T, B, 4 * H)
+    xp = (
+        x.reshape(T * B, -1) @ p["rnn.weight_ih_l0"].T + p["rnn.bias_ih_l0"] + p["rnn.bias_hh_l0"]
+    ).reshape(T, B, 4 * H)
     w_hh = p["rnn.weight_hh_l0"]
     hs = np.empty((T + 1, B, H), h0.dtype)
     cs = np.empty((T + 1, B, H), h0.dtype)
@@ -54,9 +55,9 @@ def lstm_lm(p, tokens, targets, h0, c0):
     hs[0], cs[0] = h0, c0
     for t in range(T):
         a = xp[t] + hs[t] @ w_hh.T
-        acts[t, :, :2 * H] = _sigmoid(a[:, :2 * H])
-        acts[t, :, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])
-        acts[t, :, 3 * H:] = _sigmoid(a[:, 3 * H:])
+        acts[t, :, : 2 * H] = _sigmoid(a[:, : 2 * H])
+        acts[t, :, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])
+        acts[t, :, 3 * H :] = _sigmoid(a[:, 3 * H :])
         i, f, g, o = np.split(acts[t], 4, axis=1)
         cs[t + 1] = f * cs[t] + i * g
         hs[t + 1] = o * np.tanh(cs[t + 1])
@@ -71,14 +72,15 @@ def lstm_lm(p, tokens, targets, h0, c0):
         tc = np.tanh(cs[t + 1])
         dc = dc_next + dh * o * (1 - tc * tc)
         da[t, :, :H] = dc * g * i * (1 - i)
-        da[t, :, H:2 * H] = dc * cs[t] * f * (1 - f)
-        da[t, :, 2 * H:3 * H] = dc * i * (1 - g * g)
-        da[t, :, 3 * H:] = dh * tc * o * (1 - o)
+        da[t, :, H : 2 * H] = dc * cs[t] * f * (1 - f)
+        da[t, :, 2 * H : 3 * H] = dc * i * (1 - g * g)
+        da[t, :, 3 * H :] = dh * tc * o * (1 - o)
         dh_next = da[t] @ w_hh
         dc_next = dc * f
     _recurrent_weight_grads(p, grads, x, hs[:-1], da)
-    _embedding_backward(p, tokens, (da.reshape(T * B, -1) @ p["rnn.weight_ih_l0"]).reshape(x.shape),
-                        grads)
+    _embedding_backward(
+        p, tokens, (da.reshape(T * B, -1) @ p["rnn.weight_ih_l0"]).reshape(x.shape), grads
+    )
     return loss, grads, (hs[T], cs[T])
 
 
@@ -95,10 +97,10 @@ def gru_lm(p, tokens, targets, h0):
     for t in range(T):
         hp = hs[t] @ w_hh.T + b_hh
         r = _sigmoid(xp[t, :, :H] + hp[:, :H])
-        z = _sigmoid(xp[t, :, H:2 * H] + hp[:, H:2 * H])
-        n = np.tanh(xp[t, :, 2 * H:] + r * hp[:, 2 * H:])
+        z = _sigmoid(xp[t, :, H : 2 * H] + hp[:, H : 2 * H])
+        n = np.tanh(xp[t, :, 2 * H :] + r * hp[:, 2 * H :])
         hs[t + 1] = (1 - z) * n + z * hs[t]
-        saved.append((r, z, n, hp[:, 2 * H:]))
+        saved.append((r, z, n, hp[:, 2 * H :]))
     loss, dhs, grads = _head_forward_backward(p, hs[1:], targets)
 
     dxp = np.empty((T, B, 3 * H), h0.dtype)  # d(input projection)
@@ -128,8 +130,9 @@ def rnn_lm(p, tokens, targets, h0):
     T, B = tokens.shape
     H = h0.shape[1]
     x = p["embed.weight"][tokens]
-    xp = (x.reshape(T * B, -1) @ p["rnn.weight_ih_l0"].T + p["rnn.bias_ih_l0"]
-          + p["rnn.bias_hh_l0"]).reshape(T, B, H)
+    xp = (
+        x.reshape(T * B, -1) @ p["rnn.weight_ih_l0"].T + p["rnn.bias_ih_l0"] + p["rnn.bias_hh_l0"]
+    ).reshape(T, B, H)
     w_hh = p["rnn.weight_hh_l0"]
     hs = np.empty((T + 1, B, H), h0.dtype)
     hs[0] = h0
@@ -142,8 +145,9 @@ def rnn_lm(p, tokens, targets, h0):
         da[t] = (dhs[t] + dh_next) * (1 - hs[t + 1] * hs[t + 1])  # diag(1 - h^2)
         dh_next = da[t] @ w_hh
     _recurrent_weight_grads(p, grads, x, hs[:-1], da)
-    _embedding_backward(p, tokens, (da.reshape(T * B, -1) @ p["rnn.weight_ih_l0"]).reshape(x.shape),
-                        grads)
+    _embedding_backward(
+        p, tokens, (da.reshape(T * B, -1) @ p["rnn.weight_ih_l0"]).reshape(x.shape), grads
+    )
     return loss, grads, hs[T]
 
 

@@ -47,9 +47,11 @@ def cases(shape=(32, 64)):
     yield "add", run(lambda: a + b), lambda: (a_np + b_np, g.copy(), g.copy())
     yield "mul", run(lambda: a * b), lambda: (a_np * b_np, g * b_np, g * a_np)
     yield "tanh", run(lambda: a.tanh()), lambda: (lambda y: g * (1 - y * y))(np.tanh(a_np))
-    yield "sigmoid", run(lambda: a.sigmoid()), lambda: (
-        lambda y: g * y * (1 - y)
-    )(0.5 * (1 + np.tanh(0.5 * a_np)))
+    yield (
+        "sigmoid",
+        run(lambda: a.sigmoid()),
+        lambda: (lambda y: g * y * (1 - y))(0.5 * (1 + np.tanh(0.5 * a_np))),
+    )
     yield "matmul", run(lambda: a @ w), lambda: (a_np @ w_np, g @ w_np.T, a_np.T @ g)
     yield "getitem a[3]", run(lambda: a[3]), lambda: (a_np[3], np.zeros(shape, np.float32))
 
@@ -58,8 +60,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeat", type=int, default=20000)
     args = p.parse_args()
-    print("| op (32x64 float32) | minigrad fwd+bwd (us) | NumPy same arithmetic (us) "
-          "| overhead (us) |")
+    print(
+        "| op (32x64 float32) | minigrad fwd+bwd (us) | NumPy same arithmetic (us) "
+        "| overhead (us) |"
+    )
     print("|---|---|---|---|")
     for name, ours, bare in cases():
         t_ours = _median_us(ours, args.repeat)

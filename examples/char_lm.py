@@ -55,16 +55,24 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=DATA, help="a plain-text corpus")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
     args = p.parse_args(argv)
-    defaults = dict(steps=5000, hidden=256, embed=64, eval_every=1000, ckpt_every=500,
-                    sample_len=600)
+    defaults = dict(
+        steps=5000, hidden=256, embed=64, eval_every=1000, ckpt_every=500, sample_len=600
+    )
     if args.quick:
-        defaults = dict(steps=40, hidden=32, embed=16, eval_every=20, ckpt_every=20,
-                        sample_len=80)
+        defaults = dict(steps=40, hidden=32, embed=16, eval_every=20, ckpt_every=20, sample_len=80)
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    for name in ("steps", "batch", "bptt", "hidden", "embed", "eval_every", "ckpt_every",
-                 "sample_len"):
+    for name in (
+        "steps",
+        "batch",
+        "bptt",
+        "hidden",
+        "embed",
+        "eval_every",
+        "ckpt_every",
+        "sample_len",
+    ):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     return args
@@ -115,18 +123,26 @@ def evaluate(model, data, n_chunks, bptt) -> float:
         for k in range(n_chunks):
             x, y = chunk(data, k, bptt)
             logits, state = model(mg.tensor(x), state)
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                     reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+            ).item()
             count += y.size
     model.train()
     return total / count
 
 
 def save_checkpoint(path, model, opt, step, state, history, running):
-    mg.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-             "running": running,
-             "state": [s.numpy() for s in state] if state is not None else None,
-             "history": history}, path)
+    mg.save(
+        {
+            "model": model.state_dict(),
+            "optim": opt.state_dict(),
+            "step": step,
+            "running": running,
+            "state": [s.numpy() for s in state] if state is not None else None,
+            "history": history,
+        },
+        path,
+    )
 
 
 def plot(history, out: Path) -> None:
@@ -154,8 +170,13 @@ def progress(total, initial):
     try:
         from tqdm import tqdm
 
-        return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                    disable=not sys.stderr.isatty())
+        return tqdm(
+            total=total,
+            initial=initial,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not sys.stderr.isatty(),
+        )
     except ImportError:
         return None
 
@@ -183,9 +204,11 @@ def main(argv=None) -> dict:
         step, history, running = int(saved["step"]), saved["history"], saved["running"]
         state = tuple(mg.tensor(s) for s in saved["state"]) if saved["state"] else None
         print(f"resumed from {ckpt} at step {step}")
-    print(f"{model}\n{sum(p.numel() for p in model.parameters()):,} parameters; "
-          f"{len(corpus.train):,} training and {len(corpus.val):,} validation characters; "
-          f"{n_train} chunks of {args.batch}x{args.bptt} per epoch")
+    print(
+        f"{model}\n{sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"{len(corpus.train):,} training and {len(corpus.val):,} validation characters; "
+        f"{n_train} chunks of {args.batch}x{args.bptt} per epoch"
+    )
 
     # Ctrl-C finishes the current step, then checkpoints and stops.
     interrupted = []
@@ -223,8 +246,11 @@ def main(argv=None) -> dict:
                 v = evaluate(model, val, n_val, args.bptt)
                 history["val_step"].append(step)
                 history["val"].append(v)
-                print(f"step {step:5d}  validation {v:.4f} nats/char = {v / math.log(2):.4f} "
-                      f"bits/char, perplexity {math.exp(v):.3f}", flush=True)
+                print(
+                    f"step {step:5d}  validation {v:.4f} nats/char = {v / math.log(2):.4f} "
+                    f"bits/char, perplexity {math.exp(v):.3f}",
+                    flush=True,
+                )
             if step % args.ckpt_every == 0:
                 save_checkpoint(ckpt, model, opt, step, state, history, running)
     finally:
@@ -237,8 +263,9 @@ def main(argv=None) -> dict:
         print(f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume)")
 
     prime = corpus.encode(args.prime)
-    sample = corpus.decode(model.sample(prime, args.sample_len, temperature=args.temperature,
-                                        top_k=args.top_k))
+    sample = corpus.decode(
+        model.sample(prime, args.sample_len, temperature=args.temperature, top_k=args.top_k)
+    )
     print(f"--- sample (temperature {args.temperature}, top-k {args.top_k}) ---\n{sample}\n---")
     val_loss = history["val"][-1] if history["val"] else float("nan")
     metrics = {

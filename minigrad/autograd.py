@@ -91,7 +91,11 @@ class Function:
     input, shaped like the output's broadcast; the engine reduces it to the input's shape.
     """
 
-    __slots__ = ("inputs", "shapes", "needs", "saved", "hooks", "retained", "freed", "__dict__")
+    # Defaults shared by every node (a recorded node sets inputs, shapes and needs itself).
+    saved = None
+    hooks = None  # tensor hooks registered on this node's output
+    retained = None  # weakref to the output tensor, if retain_grad() was called on it
+    freed = False
 
     def forward(self, *arrays):
         raise NotImplementedError
@@ -105,25 +109,24 @@ class Function:
 
     @classmethod
     def apply(cls, *tensors, **kwargs):
+        # The per-op hot path: kept to plain loops and attribute reads.
         fn = cls()
         out = fn.forward(*[t.data for t in tensors], **kwargs)
-        if _state.anomaly:
+        state = _state
+        if state.anomaly:
             _check_finite(out, f"forward of {fn.name}")
         result = wrap_output(out)
-        if _state.grad_enabled:
-            needs = tuple(t.requires_grad for t in tensors)
+        if state.grad_enabled:
+            needs = [t._requires_grad for t in tensors]
             if True in needs:
                 # A leaf is its own accumulation target; a computed tensor hands over its node.
-                fn.inputs = tuple(
-                    (t._node if t._node is not None else t) if n else None
-                    for t, n in zip(tensors, needs, strict=False)
-                )
-                fn.shapes = tuple(t.data.shape for t in tensors)
+                fn.inputs = [
+                    (t if t._node is None else t._node) if n else None
+                    for t, n in zip(tensors, needs, strict=True)
+                ]
+                fn.shapes = [t.data.shape for t in tensors]
                 fn.needs = needs
-                fn.hooks = None
-                fn.retained = None
-                fn.freed = False
-                result.requires_grad = True
+                result._requires_grad = True
                 result._node = fn
         return result
 
@@ -295,24 +298,28 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         for parent, shape, ig in zip(node.inputs, node.shapes, in_grads, strict=False):
             if parent is None:
                 continue
+            is_node = isinstance(parent, Function)
             if ig is None:  # no gradient on this edge; the parent must still count it as done
-                if isinstance(parent, Function):
+                if is_node:
                     _edge_without_gradient(parent, pending, grads, ready)
                 continue
-            if type(ig) not in _LAZY and ig.shape != shape:
+            lazy = type(ig) in _LAZY
+            if not lazy and ig.shape != shape:
                 ig = sum_to(ig, shape)
             if anomaly:
-                ig = ig if type(ig) not in _LAZY else ig.dense(_lazy_dtype(ig))
+                ig = ig.dense(_lazy_dtype(ig)) if lazy else ig
                 _check_finite(ig, f"backward of {node.name}")
-            if isinstance(parent, Function):
+            if parent in grads:
                 _merge(grads, owned, parent, ig)
-                pending[parent] -= 1
-                if pending[parent] == 0:
-                    ready.append(parent)
             else:
-                if parent not in grads:
+                grads[parent] = ig  # may alias another edge's gradient: not ours to write into
+                if not is_node:
                     leaves.append(parent)
-                _merge(grads, owned, parent, ig)
+            if is_node:
+                left = pending[parent] - 1
+                pending[parent] = left
+                if left == 0:
+                    ready.append(parent)
     # Leaves last: a weight shared by T steps gets its T terms summed before its hooks run.
     for leaf in leaves:
         _accumulate_leaf(leaf, grads.pop(leaf))

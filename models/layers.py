@@ -105,7 +105,8 @@ class _RNNBase(nn.Module):
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         if checkpoint_every is not None and (
-            isinstance(checkpoint_every, bool) or int(checkpoint_every) != checkpoint_every
+            isinstance(checkpoint_every, bool)
+            or int(checkpoint_every) != checkpoint_every
             or checkpoint_every < 1
         ):
             raise ValueError(

@@ -46,9 +46,7 @@ class Expand(Function):
 def _is_basic(index) -> bool:
     """Basic indexing (ints, slices, None, Ellipsis) selects each element at most once."""
     parts = index if isinstance(index, tuple) else (index,)
-    return all(
-        p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts
-    )
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts)
 
 
 def _has_no_duplicates(index) -> bool:
