@@ -186,6 +186,7 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "checkpoint.npz"
     corpus = Corpus(args.data, quick=args.quick)
+    prime = corpus.encode(args.prime)  # checked before training, not after
     vocab = len(corpus.chars)
     train, n_train = streams(corpus.train, args.batch, args.bptt)
     val, n_val = streams(corpus.val, args.batch, args.bptt)
@@ -262,7 +263,6 @@ def main(argv=None) -> dict:
     if interrupted:
         print(f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume)")
 
-    prime = corpus.encode(args.prime)
     sample = corpus.decode(
         model.sample(prime, args.sample_len, temperature=args.temperature, top_k=args.top_k)
     )
