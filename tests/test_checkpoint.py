@@ -3,18 +3,9 @@
 import tracemalloc
 
 import numpy as np
-import pytest
 
 import minigrad as mg
 import minigrad.nn.functional as F
-
-
-@pytest.fixture
-def float64():
-    previous = mg.get_default_dtype()
-    mg.set_default_dtype(mg.float64)
-    yield
-    mg.set_default_dtype(previous)
 
 
 def _segment(W):
@@ -35,7 +26,7 @@ def _loss(x, W, every):
     return (h * h).sum() + c.sum()
 
 
-def test_checkpointed_gradients_equal_plain_ones(float64):
+def test_checkpointed_gradients_equal_plain_ones(default_float64):
     mg.manual_seed(0)
     W = mg.randn(4, 4, requires_grad=True)
     x = mg.randn(3, 4, requires_grad=True)
@@ -50,7 +41,7 @@ def test_checkpointed_gradients_equal_plain_ones(float64):
     assert mg.gradcheck(lambda x, W: _loss(x, W, True), [x, W])
 
 
-def test_parameters_get_gradients_when_no_input_requires_grad(float64):
+def test_parameters_get_gradients_when_no_input_requires_grad(default_float64):
     W = mg.randn(4, 4, requires_grad=True)
     h0 = mg.ones(2, 4)  # a constant initial state, as h0 = 0 in an RNN
     mg.checkpoint(lambda h: (h @ W).tanh(), h0).sum().backward()
@@ -58,7 +49,7 @@ def test_parameters_get_gradients_when_no_input_requires_grad(float64):
     np.testing.assert_allclose(W.grad, expected, rtol=1e-12)
 
 
-def test_dropout_masks_are_replayed_in_the_recomputation(float64):
+def test_dropout_masks_are_replayed_in_the_recomputation(default_float64):
     mg.manual_seed(3)
     x = mg.randn(8, 8, requires_grad=True)
     out = mg.checkpoint(lambda x: F.dropout(x, 0.5, training=True) * 2.0, x)

@@ -4,17 +4,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from rnn_testing import float64_seeded  # noqa: F401 (an autouse fixture: float64, seed 0)
 
 import minigrad as mg
 from models import GRU, LSTM, RNN
-
-
-@pytest.fixture
-def float64():
-    previous = mg.get_default_dtype()
-    mg.set_default_dtype(mg.float64)
-    yield
-    mg.set_default_dtype(previous)
 
 
 def _grads(layer, x, lengths):
@@ -38,7 +31,7 @@ def _grads(layer, x, lengths):
     ],
 )
 @pytest.mark.parametrize("every", [1, 3, 4])
-def test_checkpointed_layer_gives_the_same_outputs_and_gradients(float64, cls, kw, every):
+def test_checkpointed_layer_gives_the_same_outputs_and_gradients(cls, kw, every):
     mg.manual_seed(0)
     layer = cls(3, 4, **kw)
     x = mg.randn(9, 2, 3, requires_grad=True)
