@@ -8,7 +8,8 @@ mixed dtypes and broadcasting go to NumPy.
 
 Nothing is compiled, and Numba is not even imported, until a call first takes a Numba path.
 With NUMBA_DISABLE_JIT=1 the kernels would run as Python loops, so every threshold is set to
-infinity and NumPy runs; tests can still force a kernel by setting its entry in MIN_SIZE to 0.
+infinity and NumPy runs; tests can still force a kernel by setting its MIN_SIZE to 0 (and its
+MAX_SIZE to infinity).
 """
 
 import math
@@ -19,6 +20,7 @@ import numpy as np
 from . import reference
 
 __all__ = [
+    "MAX_SIZE",
     "MIN_SIZE",
     "addmm",
     "index_add",
@@ -30,10 +32,10 @@ __all__ = [
     "tanh_backward",
 ]
 
-# Smallest size (elements; rows of src for index_add) from which each Numba kernel runs, set
-# from `python benchmarks/kernels.py --sweep` (benchmarks/README.md). Every kernel here beat
-# NumPy at every size measured (1 to 262144 elements, float32 and float64), if only by the
-# 0.3-2 us of call overhead at tiny sizes, so each starts at 1; math.inf sends one to NumPy.
+# The sizes (elements; rows of src for index_add) at which each Numba kernel runs, set from
+# `python benchmarks/kernels.py --sweep` and the table in benchmarks/README.md. Every kernel
+# beat NumPy from size 1 up (by the 0.3-2 us of NumPy's call overhead at tiny sizes), so each
+# starts at 1; math.inf in MIN_SIZE sends a kernel to NumPy.
 MIN_SIZE = {
     "index_add": 1,
     "tanh_backward": 1,
@@ -42,6 +44,12 @@ MIN_SIZE = {
     "sigmoid": 1,
     "sum_rows": 1,
 }
+
+MAX_SIZE = dict.fromkeys(MIN_SIZE, math.inf)
+# Past 2M elements sum_rows is bound by memory bandwidth either way and the kernel measured
+# 0.7x-1.35x of NumPy depending on shape and run (float32 2048 x 2048 lost every time): NumPy
+# keeps those.
+MAX_SIZE["sum_rows"] = 1 << 21
 
 if os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0"):
     MIN_SIZE = dict.fromkeys(MIN_SIZE, math.inf)
@@ -186,7 +194,7 @@ def sum_rows(g):
         and g.dtype in _FLOATS
         and g.flags.c_contiguous
         and g.shape[1] > 1
-        and g.size >= MIN_SIZE["sum_rows"]
+        and MIN_SIZE["sum_rows"] <= g.size <= MAX_SIZE["sum_rows"]
     ):
         out = np.empty(g.shape[1], g.dtype)
         _compiled().sum_rows(g, out)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function, ProductGrad
 
 
@@ -72,9 +73,7 @@ class Linear(Function):
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias of shape {b.shape}, expected ({w.shape[0]},)")
         x2 = x.reshape(-1, x.shape[-1])
-        out = x2 @ w.T
-        if b is not None:
-            out += b
+        out = x2 @ w.T if b is None else kernels.addmm(b, x2, w.T)
         self.saved = (x2, w)
         return out.reshape(x.shape[:-1] + (w.shape[0],))
 
@@ -83,5 +82,5 @@ class Linear(Function):
         g2 = g.reshape(-1, w.shape[0])
         gx = (g2 @ w).reshape(g.shape[:-1] + (w.shape[1],)) if self.needs[0] else None
         gw = ProductGrad(g2, x2) if self.needs[1] else None
-        gb = g2.sum(axis=0) if len(self.needs) > 2 and self.needs[2] else None
+        gb = kernels.sum_rows(g2) if len(self.needs) > 2 and self.needs[2] else None
         return gx, gw, gb
