@@ -13,6 +13,14 @@ Prints training loss and tokens/s, validation loss in nats and bits per characte
 perplexity; checkpoints every --ckpt-every steps and on Ctrl-C; ends by sampling text.
 """
 
+# ruff: noqa: E402  (the BLAS thread count must be set before NumPy is imported)
+import os
+
+# One BLAS thread unless the user says otherwise: on two cores OpenBLAS's second thread bought
+# nothing for this model on a quiet machine and cost 5x when another job shared the cores
+# (benchmarks/README.md). It must be set before NumPy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import math
