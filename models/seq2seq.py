@@ -208,10 +208,13 @@ class Seq2Seq(nn.Module):
         return hyps
 
     def beam_search(self, src, src_lengths=None, beam_size=4, max_len=50, length_penalty=0.0):
-        """Keep the `beam_size` most probable prefixes at every step. A prefix that ends in EOS
-        is finished; the search stops when beam_size are finished (or at max_len, when the
-        unfinished ones count too). The best by score / len**length_penalty is returned, one
-        `Hypothesis` per source sequence. beam_size=1 is greedy decoding."""
+        """Beam search in which a finished hypothesis keeps its slot: at every step the best
+        continuations of the live prefixes are taken in order of probability until the live and
+        the finished ones together number beam_size; a prefix that ends in EOS is finished, so
+        the live beam narrows as hypotheses finish. The search stops when beam_size are
+        finished, none is live, or at max_len (then the unfinished compete too). The best is
+        chosen by log-probability / length**length_penalty. Returns one `Hypothesis` per source
+        sequence. beam_size=1 is greedy decoding."""
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise ValueError(f"Seq2Seq.beam_search: beam_size must be >= 1, got {beam_size!r}")
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
