@@ -1,7 +1,8 @@
 """Small helpers shared by the application examples (pos_tagging, sentiment, seq2seq_dates).
 
 Nothing here is part of minigrad: vocabularies, padding, length-bucketed batches, a progress
-bar that falls back to periodic prints, optional matplotlib, and metrics.json.
+bar that falls back to periodic prints, and metrics.json (matplotlib and the results folder
+come from common.py, shared with the study examples).
 """
 
 import json
@@ -12,8 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS, pyplot  # noqa: F401 (re-exported to the application examples)
 
 
 class Vocab:
@@ -134,18 +134,6 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-
-
-def pyplot():
-    """matplotlib.pyplot with the Agg backend, or None if matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
 
 
 def write_metrics(out: Path, metrics: dict) -> Path:

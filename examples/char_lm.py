@@ -38,6 +38,9 @@ import minigrad.optim as optim
 from models import LanguageModel
 from models.tbptt import detach_state
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import pyplot
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "tinyshakespeare" / "input.txt"
 
@@ -154,12 +157,8 @@ def save_checkpoint(path, model, opt, step, state, history, running):
 
 
 def plot(history, out: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return  # plotting is an optional extra
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(history["step"], history["train"], label="train (running mean)")
