@@ -4,7 +4,7 @@
     python3 tasks.py train    # train the default example (char-level LSTM on tiny-shakespeare)
     python3 tasks.py test     # the whole test suite (CI runs it after `lint`)
     python3 tasks.py lint     # ruff check and ruff format --check
-    python3 tasks.py bench    # the benchmarks (see benchmarks/README.md)
+    python3 tasks.py bench    # the headline benchmark (the others: benchmarks/README.md)
 
 Each command first makes a virtual environment in .venv (so it works where the system Python
 refuses `pip install`) and installs the project with its test and example extras into it,
@@ -73,7 +73,7 @@ def main() -> None:
             env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
         )
     elif task == "bench":
-        run("benchmarks/run_all.py", *extra)
+        run("benchmarks/lstm_lm.py", *extra)
 
 
 if __name__ == "__main__":
