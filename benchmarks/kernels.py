@@ -24,7 +24,9 @@ from functools import partial
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-README = ROOT / "benchmarks" / "README.md"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from readme_section import write_section  # noqa: E402
+
 SECTION = "## Kernels vs NumPy"
 HS = [64, 128, 256, 512]
 
@@ -346,14 +348,7 @@ def write_readme(lines, command, load, threads):
             NOTES,
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
-    README.write_text(text)
+    write_section(SECTION, body)
 
 
 def main():

@@ -18,7 +18,9 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-README = ROOT / "benchmarks" / "README.md"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from readme_section import write_section  # noqa: E402
+
 SECTION = "## Import and compile time"
 
 # Imports minigrad.kernels as part of the package ("package"), or straight from its files
@@ -164,14 +166,7 @@ def write_readme(lines, command, load):
             "",
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("" if end < 0 else text[end:])
-    README.write_text(text)
+    write_section(SECTION, body)
 
 
 def main():
