@@ -117,14 +117,15 @@ class Function:
             _check_finite(out, f"forward of {fn.name}")
         result = wrap_output(out)
         if state.grad_enabled:
-            needs = [t._requires_grad for t in tensors]
+            # Tuples of bools and ints: the garbage collector stops tracking them.
+            needs = tuple([t._requires_grad for t in tensors])
             if True in needs:
                 # A leaf is its own accumulation target; a computed tensor hands over its node.
                 fn.inputs = [
                     (t if t._node is None else t._node) if n else None
                     for t, n in zip(tensors, needs, strict=True)
                 ]
-                fn.shapes = [t.data.shape for t in tensors]
+                fn.shapes = tuple([t.data.shape for t in tensors])
                 fn.needs = needs
                 result._requires_grad = True
                 result._node = fn
