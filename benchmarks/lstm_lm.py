@@ -54,9 +54,13 @@ def make_minigrad(cell, H, dtype):
     return model, params
 
 
-def minigrad_step(model, cell, tokens, targets, state):
-    logits, state = model(tokens, state)
-    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+def minigrad_loss(model, tokens, targets):
+    logits, _ = model(tokens)
+    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+
+
+def minigrad_step(model, tokens, targets):
+    loss = minigrad_loss(model, tokens, targets)
     for p in model.parameters():
         p.grad = None
     loss.backward()
@@ -129,7 +133,9 @@ def check_equal(cell, H, use_torch) -> float:
     tokens = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
     model, params = make_minigrad(cell, H, mg.float64)
-    loss = minigrad_step_grads(model, tokens, targets)
+    mg_loss = minigrad_loss(model, tokens, targets)
+    mg_loss.backward()
+    loss = mg_loss.item()
     ref_loss, ref_grads, *_ = {
         "lstm": lambda: numpy_baseline.lstm_lm(params, tokens, targets, *[np.zeros((B, H))] * 2),
         "gru": lambda: numpy_baseline.gru_lm(params, tokens, targets, np.zeros((B, H))),
@@ -153,20 +159,13 @@ def check_equal(cell, H, use_torch) -> float:
     return worst
 
 
-def minigrad_step_grads(model, tokens, targets) -> float:
-    logits, _ = model(tokens)
-    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-    loss.backward()
-    return loss.item()
-
-
 def time_peers(cell, H, repeat, use_torch):
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
     model, params = make_minigrad(cell, H, mg.float32)
     peers = {
-        "minigrad": lambda: minigrad_step(model, cell, tokens, targets, None),
+        "minigrad": lambda: minigrad_step(model, tokens, targets),
         "numpy": lambda: numpy_step(cell, params, tokens, targets, H, np.float32),
     }
     if use_torch:

@@ -165,8 +165,8 @@ class SparseGrad:
         self.scatter(out, self.index, self.values)
         return out
 
-    def dense(self, dtype) -> np.ndarray:
-        return self.add_into(np.zeros(self.shape, dtype=dtype))
+    def dense(self, dtype=None) -> np.ndarray:
+        return self.add_into(np.zeros(self.shape, dtype=dtype or self.values.dtype))
 
 
 class ProductGrad:
@@ -188,8 +188,10 @@ class ProductGrad:
 
     def dense(self, dtype=None) -> np.ndarray:
         if len(self.lefts) == 1:
-            return self.lefts[0].T @ self.rights[0]
-        return np.concatenate(self.lefts).T @ np.concatenate(self.rights)
+            out = self.lefts[0].T @ self.rights[0]
+        else:
+            out = np.concatenate(self.lefts).T @ np.concatenate(self.rights)
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 _LAZY = (SparseGrad, ProductGrad)
@@ -198,12 +200,8 @@ _LAZY = (SparseGrad, ProductGrad)
 def _dense(g, dtype=None) -> np.ndarray:
     """A gradient as a plain array that the engine may write into."""
     if type(g) in _LAZY:
-        return g.dense(dtype if dtype is not None else _lazy_dtype(g))
+        return g.dense(dtype)
     return np.array(g, dtype=dtype, copy=True)
-
-
-def _lazy_dtype(g):
-    return g.values.dtype if type(g) is SparseGrad else g.rights[0].dtype
 
 
 def _merge(grads: dict, owned: set, key, g) -> None:
@@ -278,7 +276,7 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         node = ready.pop()
         g = grads.pop(node)
         if type(g) in _LAZY:
-            g = g.dense(_lazy_dtype(g))
+            g = g.dense()
         if node.freed:
             raise RuntimeError(
                 f"backward through {node.name} a second time: its saved arrays were freed by "
@@ -308,7 +306,7 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
             if not lazy and ig.shape != shape:
                 ig = sum_to(ig, shape)
             if anomaly:
-                ig = ig.dense(_lazy_dtype(ig)) if lazy else ig
+                ig = ig.dense() if lazy else ig
                 _check_finite(ig, f"backward of {node.name}")
             if parent in grads:
                 _merge(grads, owned, parent, ig)

@@ -54,6 +54,7 @@ class _Checkpoint(autograd.Function):
 
 
 def _unjoin(flat, layout):
+    """Cut a 1-D array or tensor back into the pieces `layout` lists (shape, dtype)."""
     pieces, start = [], 0
     for shape, _ in layout:
         size = int(np.prod(shape))
@@ -78,9 +79,4 @@ def checkpoint(fn, *inputs, extra=()):
     layout = joined._node.layout
     if len(layout) == 1:
         return joined
-    outs, start = [], 0
-    for shape, _ in layout:
-        size = int(np.prod(shape))
-        outs.append(joined[start : start + size].reshape(shape))
-        start += size
-    return tuple(outs)
+    return tuple(_unjoin(joined, layout))  # slicing a Tensor records the graph for each output
