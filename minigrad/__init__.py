@@ -4,6 +4,7 @@ from . import graph, nn, optim
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint
 from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
+from .fusion import fuse
 from .gradcheck import GradcheckError, gradcheck
 from .random import manual_seed
 from .serialization import load, save

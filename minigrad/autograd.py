@@ -19,6 +19,7 @@ import numpy as np
 class _State(threading.local):
     grad_enabled = True
     anomaly = False
+    tracer = None  # a list while minigrad.fusion records the ops of a function
 
 
 _state = _State()
@@ -116,6 +117,8 @@ class Function:
         if state.anomaly:
             _check_finite(out, f"forward of {fn.name}")
         result = wrap_output(out)
+        if state.tracer is not None:
+            state.tracer.append((cls, tensors, kwargs, result))
         if state.grad_enabled:
             # Tuples of bools and ints: the garbage collector stops tracking them.
             needs = tuple([t._requires_grad for t in tensors])

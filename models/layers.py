@@ -91,6 +91,7 @@ class _RNNBase(nn.Module):
         bidirectional=False,
         *,
         checkpoint_every=None,
+        fuse=True,
     ):
         super().__init__()
         name = type(self).__name__
@@ -116,6 +117,10 @@ class _RNNBase(nn.Module):
         # Memory-efficient BPTT: keep the state every k steps and recompute the steps between
         # in backward (mg.checkpoint); k ~ sqrt(T) holds O(sqrt(T)) recurrent activations.
         self.checkpoint_every = checkpoint_every
+        # One step's elementwise gate arithmetic as one compiled node (mg.fuse); off, each op
+        # is its own node, as the equations are written.
+        self.fuse = bool(fuse)
+        self._fused_step = mg.fuse(self._step)
         self.num_directions = 2 if bidirectional else 1
         G, H = self.gates, self.hidden_size
         for k in range(self.num_layers):
@@ -231,15 +236,16 @@ class _RNNBase(nn.Module):
         """The steps `times` (in processing order) with gi[t - first] the projected input at t.
         Returns the outputs in time order and the final state."""
         outputs = [None] * len(times)
+        step = self._fused_step if self.fuse else self._step
         for t in times:
             mask = None if masks is None else masks[t]
             if mask is None:
-                state = self._step(gi[t - first], state, recurrent)
+                state = step(gi[t - first], state, recurrent)
                 outputs[t - first] = state[0]
             elif not mask.any():  # every sequence has ended: nothing to compute
                 outputs[t - first] = mg.zeros_like(state[0])
             else:
-                new = self._step(gi[t - first], state, recurrent)
+                new = step(gi[t - first], state, recurrent)
                 state = tuple(mg.where(mask, n, s) for n, s in zip(new, state, strict=True))
                 outputs[t - first] = mg.where(mask, new[0], 0.0)
         return outputs, state

@@ -3,6 +3,10 @@
 Binary ops return gradients shaped like the broadcast output; the engine's `sum_to` reduces them
 to each operand's shape. Where the derivative is a function of the output (exp, tanh, sigmoid,
 sqrt) the output is saved rather than the input, so backward recomputes nothing.
+
+`scalar` and `scalar_grads` are the same op written for one element (`{x}`, `{y}` the inputs,
+`{out}` the output, `{g}` its gradient; `_0`, `_1`, `_2` typed constants): `minigrad.fusion`
+compiles chains of such ops into one Numba loop. Ops without them are never fused.
 """
 
 import numpy as np
@@ -12,6 +16,9 @@ from ..autograd import Function
 
 
 class Add(Function):
+    scalar = "{x} + {y}"
+    scalar_grads = ("{g}", "{g}")
+
     def forward(self, x, y):
         return x + y
 
@@ -20,6 +27,9 @@ class Add(Function):
 
 
 class Sub(Function):
+    scalar = "{x} - {y}"
+    scalar_grads = ("{g}", "-{g}")
+
     def forward(self, x, y):
         return x - y
 
@@ -28,6 +38,9 @@ class Sub(Function):
 
 
 class Mul(Function):
+    scalar = "{x} * {y}"
+    scalar_grads = ("{g} * {y}", "{g} * {x}")
+
     def forward(self, x, y):
         self.saved = (x, y)
         return x * y
@@ -38,6 +51,9 @@ class Mul(Function):
 
 
 class Div(Function):
+    scalar = "{x} / {y}"
+    scalar_grads = ("{g} / {y}", "-{g} * {out} / {y}")
+
     def forward(self, x, y):
         out = x / y
         self.saved = (y, out)
@@ -50,6 +66,9 @@ class Div(Function):
 
 
 class Neg(Function):
+    scalar = "-{x}"
+    scalar_grads = ("-{g}",)
+
     def forward(self, x):
         return -x
 
@@ -79,6 +98,9 @@ class Pow(Function):
 
 
 class Exp(Function):
+    scalar = "exp({x})"
+    scalar_grads = ("{g} * {out}",)
+
     def forward(self, x):
         out = np.exp(x)
         self.saved = out
@@ -89,6 +111,9 @@ class Exp(Function):
 
 
 class Log(Function):
+    scalar = "log({x})"
+    scalar_grads = ("{g} / {x}",)
+
     def forward(self, x):
         self.saved = x
         return np.log(x)
@@ -98,6 +123,9 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    scalar = "sqrt({x})"
+    scalar_grads = ("{g} / (_2 * {out})",)
+
     def forward(self, x):
         out = np.sqrt(x)
         self.saved = out
@@ -117,6 +145,9 @@ class Abs(Function):
 
 
 class Tanh(Function):
+    scalar = "tanh({x})"
+    scalar_grads = ("{g} * (_1 - {out} * {out})",)
+
     def forward(self, x):
         out = np.tanh(x)
         self.saved = out
@@ -127,6 +158,9 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    scalar = "sigmoid({x})"
+    scalar_grads = ("{g} * {out} * (_1 - {out})",)
+
     def forward(self, x):
         out = kernels.sigmoid(x)
         self.saved = out
@@ -137,6 +171,9 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    scalar = "relu({x})"
+    scalar_grads = ("{g} if {x} > _0 else _0",)
+
     def forward(self, x):
         self.saved = x
         return np.maximum(x, 0)
