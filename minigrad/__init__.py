@@ -31,6 +31,10 @@ from .tensor import (
 
 __version__ = "0.1.0"
 
+from .allocator import reuse_freed_memory  # noqa: E402
+
+reuse_freed_memory()
+
 
 def _unary(method):
     def fn(x):

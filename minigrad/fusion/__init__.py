@@ -28,6 +28,7 @@ import numpy as np
 from .. import autograd
 from .. import random as _random
 from ..autograd import Function
+from ..ops.matmul import Linear, MatMul
 from ..ops.shape import GetItem
 from ..tensor import Tensor as _Tensor
 from . import codegen
@@ -300,7 +301,7 @@ class Plan:
                 continue
             kept.append(_Kernel(step))
             live.update(r[1] for r in step.reads.values())
-        self.steps = kept[::-1]
+        self.steps = _absorb_producers(kept[::-1], self.out_slots)
         self.template = [None] * len(values)
         self.externals = [(s, values[s], values[s].shape) for s in externals]
         for s, t, _ in self.externals:
@@ -321,7 +322,7 @@ class Plan:
                 cls, in_slots, kwargs, s = step
                 env[s] = cls.apply(*[env[i] for i in in_slots], **kwargs)
             else:
-                y = FusedOp.apply(*[env[i] for i in step.leaf_slots], kernel=step)
+                y = FusedOp.apply(*[env[i] for i in step.input_slots], kernel=step)
                 if len(step.out_slots) == 1:
                     env[step.out_slots[0]] = y
                 else:
@@ -330,6 +331,37 @@ class Plan:
         if self.out_type is None:
             return env[self.out_slots[0]]
         return self.out_type(env[s] for s in self.out_slots)
+
+
+# Ops a group may run inside its own node when nothing else reads their result. Deterministic
+# ones only: moving a random op would reorder the draws from the generator.
+_ABSORBABLE = (Linear, MatMul)
+
+
+def _absorb_producers(steps, out_slots):
+    """Let each group run the matmul that feeds only it (an RNN's W_hh h): one node per step
+    instead of two, as a fused LSTM kernel does its matmul and its gates together."""
+    uses = {}
+    for step in steps:
+        for s in step[1] if type(step) is tuple else step.input_slots:
+            uses[s] = uses.get(s, 0) + 1
+    for s in out_slots:
+        uses[s] = uses.get(s, 0) + 1
+    made_by = {step[3]: step for step in steps if type(step) is tuple}
+    absorbed = set()
+    for step in steps:
+        if type(step) is tuple:
+            continue
+        for s in set(step.input_slots):
+            producer = made_by.get(s)
+            if (
+                producer is not None
+                and producer[0] in _ABSORBABLE
+                and uses[s] == step.input_slots.count(s)
+            ):
+                step.absorb(producer)
+                absorbed.add(id(producer))
+    return [step for step in steps if id(step) not in absorbed]
 
 
 def _unstack(y, i):
@@ -347,7 +379,11 @@ def _unstack(y, i):
 
 
 class _Kernel:
-    """One group's compiled loops and how to hand them its arrays."""
+    """One group's compiled loops and how to hand them its arrays.
+
+    Its node's inputs are `input_slots`: first the inputs of absorbed producer ops (whose
+    forward and backward it runs itself), then one per leaf the loops read directly.
+    """
 
     def __init__(self, group: _Group):
         self.shape = group.shape
@@ -371,11 +407,36 @@ class _Kernel:
         )
         self.kinds = [kind for kind, _, _ in leaves]
         self.leaf_slots = [s for _, s, _ in leaves]
+        self.prologue = []  # (op class, kwargs, positions of its inputs, output slot)
+        self.input_slots = list(self.leaf_slots)
         self.out_slots = list(group.outputs)
         self.n_saved = len(self.spec.saved_vars())
         self.names = ", ".join(cls.__name__.lower() for cls, _, _ in group.members)
+        self._layout()
         self._forward = None
         self._backward = {}
+
+    def absorb(self, op) -> None:
+        cls, in_slots, kwargs, s = op
+        self.prologue.append((cls, kwargs, in_slots, s))
+        self.names = f"{cls.__name__.lower()}, {self.names}"
+        self._layout()
+
+    def _layout(self):
+        made = {s: j for j, (_, _, _, s) in enumerate(self.prologue)}
+        self.input_slots, self.calls = [], []
+        for cls, kwargs, in_slots, _ in self.prologue:
+            start = len(self.input_slots)
+            self.input_slots += in_slots
+            self.calls.append((cls, kwargs, range(start, start + len(in_slots))))
+        # Each leaf comes from a prologue op (j, None) or is an input of the node (None, pos).
+        self.sources = []
+        for s in self.leaf_slots:
+            if s in made:
+                self.sources.append((made[s], None))
+            else:
+                self.sources.append((None, len(self.input_slots)))
+                self.input_slots.append(s)
 
     def _leaf(self, a, kind):
         a = np.ascontiguousarray(a)
@@ -388,27 +449,55 @@ class _Kernel:
     def forward(self, arrays, save):
         if self._forward is None:
             self._forward = codegen.forward_kernel(self.spec)
-        R, C = self.R, self.C
-        leaves = [self._leaf(a, kind) for a, kind in zip(arrays, self.kinds, strict=True)]
-        k = len(self.out_slots)
+        fns, made = [], []
+        for cls, kwargs, positions in self.calls:
+            fn = cls()
+            made.append(fn.forward(*[arrays[p] for p in positions], **kwargs))
+            fns.append(fn)
+        raw = [made[j] if pos is None else arrays[pos] for j, pos in self.sources]
+        leaves = [self._leaf(a, kind) for a, kind in zip(raw, self.kinds, strict=True)]
+        R, C, k = self.R, self.C, len(self.out_slots)
         out = np.empty((k, R, C), dtype=self.dtype)
         scratch = np.empty((self.n_saved if save else 0, R, C), dtype=self.dtype)
         self._forward(R, C, *leaves, out, scratch, save)
         result = out.reshape(self.shape) if k == 1 else out.reshape((k,) + self.shape)
-        return result, leaves, scratch, out
+        saved = (leaves, scratch, out, fns, [a.shape for a in raw])
+        return result, saved
 
-    def backward(self, g, leaves, scratch, out, needs):
-        kernel = self._backward.get(needs)
+    def backward(self, g, saved, needs):
+        """Gradients for the node's inputs, given which of them need one."""
+        leaves, scratch, out, fns, shapes = saved
+        leaf_needs = tuple(
+            needs[pos] if pos is not None else any(needs[p] for p in self.calls[j][2])
+            for j, pos in self.sources
+        )
+        kernel = self._backward.get(leaf_needs)
         if kernel is None:
-            kernel = self._backward[needs] = codegen.backward_kernel(self.spec, needs)
+            kernel = self._backward[leaf_needs] = codegen.backward_kernel(self.spec, leaf_needs)
         R, C = self.R, self.C
         grads = [
             np.zeros(leaf.shape, dtype=self.dtype) if n else None
-            for leaf, n in zip(leaves, needs, strict=True)
+            for leaf, n in zip(leaves, leaf_needs, strict=True)
         ]
         gout = np.ascontiguousarray(g, dtype=self.dtype).reshape(len(self.out_slots), R, C)
         kernel(R, C, out, scratch, *leaves, *[g for g in grads if g is not None], gout)
-        return grads
+
+        result = [None] * len(needs)
+        made = [None] * len(fns)
+        for (j, pos), grad, shape in zip(self.sources, grads, shapes, strict=True):
+            if grad is None:
+                continue
+            if pos is not None:
+                result[pos] = grad.reshape(shape)
+            else:  # a prologue output read as several leaves gets their sum
+                grad = grad.reshape(shape)
+                made[j] = grad if made[j] is None else made[j] + grad
+        for fn, (_, _, positions), grad in zip(fns, self.calls, made, strict=True):
+            if grad is not None:
+                fn.needs = tuple(needs[p] for p in positions)
+                for p, ig in zip(positions, fn.backward(grad), strict=False):
+                    result[p] = ig
+        return result
 
 
 class FusedOp(Function):
@@ -416,18 +505,11 @@ class FusedOp(Function):
 
     def forward(self, *arrays, kernel=None):
         self.kernel = kernel
-        result, leaves, scratch, out = kernel.forward(arrays, autograd._state.grad_enabled)
-        self.saved = (leaves, scratch, out)
-        self.leaf_shapes = tuple(a.shape for a in arrays)
+        result, self.saved = kernel.forward(arrays, autograd._state.grad_enabled)
         return result
 
     def backward(self, g):
-        leaves, scratch, out = self.saved
-        grads = self.kernel.backward(g, leaves, scratch, out, self.needs)
-        return tuple(
-            None if gr is None else gr.reshape(shape)
-            for gr, shape in zip(grads, self.leaf_shapes, strict=True)
-        )
+        return self.kernel.backward(g, self.saved, self.needs)
 
     @property
     def name(self) -> str:
