@@ -2,7 +2,8 @@
 
     python benchmarks/first_step.py [--runs 3]
 
-Cold: an empty Numba cache (a fresh NUMBA_CACHE_DIR), so every kernel the first step uses is
+Cold: an empty Numba cache (a fresh NUMBA_CACHE_DIR, also MINIGRAD_CACHE_DIR for the fused
+kernels), so every kernel the first step uses is
 compiled. Warm: the same cache directory again, so Numba loads the compiled code. Also the time
 of `import minigrad` alone. Each figure is the median of --runs fresh processes.
 """
@@ -52,6 +53,7 @@ def main() -> None:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as cache:
                 env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
+                env["MINIGRAD_CACHE_DIR"] = cache  # the fused kernels' generated sources
                 cold.append(to_first_step(env, out))
                 warm.append(to_first_step(env, out))
                 imports.append(import_time(env))

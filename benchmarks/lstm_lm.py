@@ -6,6 +6,7 @@
 Embedding(65, 64) -> LSTM/GRU/RNN(64, H) -> Linear(H, 65), mean cross-entropy over B*T tokens,
 backward, SGD update; B=32, T=64, float32. Peers, all from the same initial weights:
 - minigrad: models.LanguageModel, the cell a plain composition of ops, BPTT = backward();
+  fused (the layer's default, mg.fuse) and unfused (fuse=False: one graph node per op);
 - NumPy: the BPTT written by hand (benchmarks/numpy_baseline.py), zero framework overhead;
 - PyTorch's fused torch.nn.LSTM/GRU/RNN, when torch is installed (an optional peer).
 Before timing, each configuration checks in float64 that minigrad's loss and gradients equal
@@ -42,7 +43,7 @@ NAMES = {
 LR = 0.1
 
 
-def make_minigrad(cell, H, dtype):
+def make_minigrad(cell, H, dtype, fuse=True):
     previous = mg.get_default_dtype()
     mg.set_default_dtype(dtype)
     try:
@@ -50,6 +51,7 @@ def make_minigrad(cell, H, dtype):
         model = LanguageModel(V, E, H, cell=cell)
     finally:
         mg.set_default_dtype(previous)
+    model.encoder.rnn.fuse = fuse
     params = {NAMES[k]: np.array(v) for k, v in model.state_dict().items()}
     return model, params
 
@@ -127,12 +129,12 @@ def have_torch() -> bool:
     return True
 
 
-def check_equal(cell, H, use_torch) -> float:
+def check_equal(cell, H, use_torch, fuse=True) -> float:
     """Max abs difference of loss and gradients, minigrad vs NumPy (and torch), in float64."""
     rng = np.random.default_rng(1)
     tokens = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
-    model, params = make_minigrad(cell, H, mg.float64)
+    model, params = make_minigrad(cell, H, mg.float64, fuse)
     mg_loss = minigrad_loss(model, tokens, targets)
     mg_loss.backward()
     loss = mg_loss.item()
@@ -164,8 +166,10 @@ def time_peers(cell, H, repeat, use_torch):
     tokens = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
     model, params = make_minigrad(cell, H, mg.float32)
+    unfused, _ = make_minigrad(cell, H, mg.float32, fuse=False)
     peers = {
         "minigrad": lambda: minigrad_step(model, tokens, targets),
+        "unfused": lambda: minigrad_step(unfused, tokens, targets),
         "numpy": lambda: numpy_step(cell, params, tokens, targets, H, np.float32),
     }
     if use_torch:
@@ -199,8 +203,8 @@ def main(argv=None):
     else:
         configs = [(c, h) for c in (args.cells or ["lstm"]) for h in (args.hidden or [128])]
 
-    header = "| cell | H | minigrad ms | NumPy BPTT ms | minigrad / NumPy |"
-    rule = "|---|---|---|---|---|"
+    header = "| cell | H | minigrad ms | unfused ms | NumPy BPTT ms | minigrad / NumPy |"
+    rule = "|---|---|---|---|---|---|"
     if use_torch:
         header += " torch fused ms | minigrad / torch |"
         rule += "---|---|"
@@ -210,9 +214,9 @@ def main(argv=None):
     print(header, flush=True)
     print(rule, flush=True)
     for cell, H in configs:
-        diff = check_equal(cell, H, use_torch)
+        diff = max(check_equal(cell, H, use_torch), check_equal(cell, H, use_torch, False))
         t = time_peers(cell, H, args.repeat, use_torch)
-        row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['numpy']:.1f} | "
+        row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['unfused']:.1f} | {t['numpy']:.1f} | "
         row += f"{t['minigrad'] / t['numpy']:.2f} |"
         if use_torch:
             row += f" {t['torch']:.1f} | {t['minigrad'] / t['torch']:.2f} |"
@@ -222,7 +226,8 @@ def main(argv=None):
     note = (
         f"\n{platform.processor() or platform.machine()}, {mg.__name__} on NumPy "
         f"{np.__version__}, Python {platform.python_version()}; B={B}, T={T}, E={E}, V={V}, "
-        f"float32, median of {args.repeat} steps."
+        f"float32, median of {args.repeat} steps; malloc keeps freed memory: "
+        f"{mg.allocator.tuned}."
     )
     print(note)
     return lines

@@ -1,6 +1,7 @@
 """minigrad: reverse-mode autodiff on NumPy, with Numba kernels, for recurrent networks."""
 
 from . import graph, nn, optim
+from .allocator import reuse_freed_memory
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint
 from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
@@ -31,9 +32,7 @@ from .tensor import (
 
 __version__ = "0.1.0"
 
-from .allocator import reuse_freed_memory  # noqa: E402
-
-reuse_freed_memory()
+reuse_freed_memory()  # see allocator.py; MINIGRAD_MALLOC_TUNING=0 keeps glibc's defaults
 
 
 def _unary(method):

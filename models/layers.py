@@ -121,6 +121,7 @@ class _RNNBase(nn.Module):
         # is its own node, as the equations are written.
         self.fuse = bool(fuse)
         self._fused_step = mg.fuse(self._step)
+        self._fused_sequence = mg.fuse(self._sequence)
         self.num_directions = 2 if bidirectional else 1
         G, H = self.gates, self.hidden_size
         for k in range(self.num_layers):
@@ -228,9 +229,23 @@ class _RNNBase(nn.Module):
         w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, d)
         # The input's share of every step's gates: one (T*B, in) @ (in, G*H) product.
         gi = F.linear(x, w_ih, self._input_bias(b_ih, b_hh))
+        if masks is None and self.fuse:
+            out, *state = self._fused_sequence(gi, d == 1, state, self._recurrent(w_hh, b_hh))
+            return out, tuple(state)
         times = range(T) if d == 0 else range(T - 1, -1, -1)
         outputs, state = self._unroll(gi, times, 0, state, self._recurrent(w_hh, b_hh), masks)
         return mg.stack(outputs), state
+
+    def _sequence(self, gi, reverse, state, recurrent):
+        """Every step over gi (T, B, G*H), no masks: (outputs (T, B, H), *final state).
+
+        Fused as a whole (mg.fuse traces all T steps once per shape), so each step is one
+        graph node: its slice of gi, W_hh h and the gate arithmetic together.
+        """
+        T = gi.shape[0]
+        times = range(T - 1, -1, -1) if reverse else range(T)
+        outputs, state = self._unroll(gi, times, 0, state, recurrent, None)
+        return (mg.stack(outputs), *state)
 
     def _unroll(self, gi, times, first, state, recurrent, masks):
         """The steps `times` (in processing order) with gi[t - first] the projected input at t.
@@ -262,6 +277,8 @@ class _RNNBase(nn.Module):
         def segment(x_seg, *state, lo, hi):
             w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, d)
             gi = F.linear(x_seg, w_ih, self._input_bias(b_ih, b_hh))
+            if masks is None and self.fuse:
+                return self._fused_sequence(gi, d == 1, state, self._recurrent(w_hh, b_hh))
             times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)
             outs, state = self._unroll(gi, times, lo, state, self._recurrent(w_hh, b_hh), masks)
             return (mg.stack(outs), *state)

@@ -13,3 +13,4 @@ import lstm_lm  # noqa: E402
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_numpy_baseline_equals_minigrad_in_float64(cell):
     assert lstm_lm.check_equal(cell, 8, use_torch=False) < 1e-12
+    assert lstm_lm.check_equal(cell, 8, use_torch=False, fuse=False) < 1e-12

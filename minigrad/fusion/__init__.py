@@ -52,7 +52,15 @@ class Fused:
         self.plans = {}
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args):
+    def __get__(self, obj, objtype=None):  # @mg.fuse on a method: self is a constant
+        return self if obj is None else functools.partial(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"mg.fuse({self.__qualname__}): pass arguments by position "
+                f"(got keywords {sorted(kwargs)})"
+            )
         if autograd._state.tracer is not None:  # inside another trace: be part of it
             return self.fn(*args)
         flat, key = [], []
@@ -62,22 +70,37 @@ class Fused:
             key.append(tuple(ids.index(i) for i in ids))
         key = tuple(key)
         plan = self.plans.get(key)
-        if plan is not None:
-            return plan.run(flat)
-        # Trace, then replay: every call's result then comes from the same kernels (a resumed
-        # run retraces, and must continue bit for bit). The replay draws the same random
-        # numbers as the trace did.
+        if plan is None:
+            plan = self.plans[key] = self._trace(args, flat)
+        return plan.run(flat)
+
+    def _trace(self, args, flat):
+        """Record fn's ops on stand-ins for the tensor arguments (so that a tensor fn also
+        reads from a closure stays captured, not tied to an argument), then restore the
+        random generator, so that replaying the plan draws what the trace drew."""
+        stand_ins = {}
+        for t in flat:
+            if id(t) not in stand_ins:
+                s = stand_ins[id(t)] = _Tensor._wrap(t.data)
+                s._requires_grad = t._requires_grad
         records, rng = [], _random.generator().bit_generator
         rng_state = rng.state
         autograd._state.tracer = records
         try:
-            result = self.fn(*args)
+            result = self.fn(*_substitute(args, stand_ins))
         finally:
             autograd._state.tracer = None
-        plan = self.plans[key] = Plan(self.fn, flat, records, result)
-        del records, result
-        rng.state = rng_state
-        return plan.run(flat)
+            rng.state = rng_state
+        return Plan(self.fn, [stand_ins[id(t)] for t in flat], records, result)
+
+
+def _substitute(args, stand_ins):
+    return [
+        type(a)(_substitute(a, stand_ins))
+        if type(a) is tuple or type(a) is list
+        else stand_ins.get(id(a), a)
+        for a in args
+    ]
 
 
 def _flatten(args, flat, key) -> None:
@@ -122,13 +145,24 @@ def _view_of(kwargs, x):
 
 
 class _Group:
-    def __init__(self, shape, dtype, first_op):
+    def __init__(self, shape, dtype):
         self.shape, self.dtype = shape, dtype
         self.members = []  # (op class, input vars, output var), in execution order
         self.slots = {}  # output var -> slot, for members that are ops of the trace itself
         self.reads = {}  # var -> (kind, leaf slot, offset, width)
-        self.first_op = first_op
+        self.ops = {}  # output var -> index of the trace's op, for members that are one
         self.outputs = []  # slots that later steps or the caller use
+
+    def prune(self) -> None:
+        """Drop the members no output depends on, and the reads only they made."""
+        needed = {f"v{s}" for s in self.outputs}
+        kept = []
+        for member in reversed(self.members):
+            if member[2] in needed:
+                kept.append(member)
+                needed.update(member[1])
+        self.members = kept[::-1]
+        self.reads = {var: r for var, r in self.reads.items() if var in needed}
 
 
 def _arithmetic(cls) -> bool:
@@ -270,16 +304,23 @@ class Plan:
                 continue
             group = open_groups.get((shape, dtype))
             if group is None:
-                group = open_groups[(shape, dtype)] = _Group(shape, dtype, k)
+                group = open_groups[(shape, dtype)] = _Group(shape, dtype)
             in_vars = tuple(use(group, i) for i in in_slots)
             group.members.append((cls, in_vars, f"v{s}"))
             group.slots[f"v{s}"] = s
+            group.ops[f"v{s}"] = k
             producer[s] = group
         steps += list(open_groups.values())
 
         # Only fn's results and what later steps read stay live; the rest is dropped (the
         # slices a group reads through its own view of their base, for example).
         outs = result if isinstance(result, (tuple, list)) else (result,)
+        if not all(isinstance(t, _Tensor) for t in outs):
+            raise TypeError(
+                f"mg.fuse({name}): the function must return a tensor or a flat tuple or list "
+                f"of tensors, got {type(result).__name__} of "
+                f"{', '.join(type(t).__name__ for t in outs)}"
+            )
         self.out_type = type(result) if isinstance(result, (tuple, list)) else None
         self.out_slots = [slot_of(t) for t in outs]
         live = set(self.out_slots)
@@ -294,8 +335,9 @@ class Plan:
             step.outputs = [s for s in step.slots.values() if s in live]
             if not step.outputs:
                 continue
+            step.prune()
             if len(step.members) == 1 and all(r[0] != "view" for r in step.reads.values()):
-                cls, in_slots, kwargs, s = ops[step.first_op]  # nothing to fuse
+                cls, in_slots, kwargs, s = ops[step.ops[step.members[0][2]]]  # nothing to fuse
                 kept.append((cls, in_slots, kwargs, s))
                 live.update(in_slots)
                 continue
@@ -335,7 +377,7 @@ class Plan:
 
 # Ops a group may run inside its own node when nothing else reads their result. Deterministic
 # ones only: moving a random op would reorder the draws from the generator.
-_ABSORBABLE = (Linear, MatMul)
+_ABSORBABLE = (Linear, MatMul, GetItem)
 
 
 def _absorb_producers(steps, out_slots):
@@ -390,20 +432,32 @@ class _Kernel:
         self.dtype = group.dtype
         self.C = group.shape[-1]
         self.R = int(np.prod(group.shape[:-1], dtype=np.int64))
+        # Variables renamed in order of appearance: the same cell at any step (and any hidden
+        # size) then has the same Spec, hence the same source and one compiled kernel.
+        names = {}
+
+        def rename(var):
+            return names.setdefault(var, f"v{len(names)}")
+
         leaves, reads = [], []
         for var, (kind, s, lo, width) in group.reads.items():
             leaf = (kind, s, width)
             if leaf not in leaves:
                 leaves.append(leaf)
-            reads.append((var, leaves.index(leaf), lo))
+            # A multiple of C (what chunk makes) stays symbolic, so that one compiled kernel
+            # serves every hidden size; other offsets are literals.
+            offset = f"{lo // self.C} * C" if lo and lo % self.C == 0 else str(lo)
+            reads.append((rename(var), leaves.index(leaf), offset))
+        members = tuple(
+            (cls.scalar, cls.scalar_grads, tuple(rename(v) for v in ins), rename(out))
+            for cls, ins, out in group.members
+        )
         self.spec = codegen.Spec(
             dtype=group.dtype.name,
-            leaves=tuple((kind, width) for kind, _, width in leaves),
+            leaves=tuple(kind for kind, _, _ in leaves),
             reads=tuple(reads),
-            members=tuple(
-                (cls.scalar, cls.scalar_grads, ins, out) for cls, ins, out in group.members
-            ),
-            outputs=tuple(f"v{s}" for s in group.outputs),
+            members=members,
+            outputs=tuple(rename(f"v{s}") for s in group.outputs),
         )
         self.kinds = [kind for kind, _, _ in leaves]
         self.leaf_slots = [s for _, s, _ in leaves]

@@ -20,6 +20,7 @@ the intermediates forward saved (`scratch`), never recomputing a transcendental 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -61,6 +62,7 @@ def sigmoid(x):
 }
 
 
+@functools.cache
 def _header(dtype: str) -> str:
     # The hash makes a changed scalar.py give new files: Numba's cache of a generated module
     # would not notice a change in the functions it imports.
@@ -73,8 +75,9 @@ def _header(dtype: str) -> str:
 class Spec:
     """Everything the generated code depends on (hashable: it keys the compiled module).
 
-    leaves:  (kind, width) per leaf array, width the last dim of a view's base
-    reads:   (var, leaf, offset) per access: local `var` holds that leaf's element
+    leaves:  the access kind of each leaf array
+    reads:   (var, leaf, offset) per access: local `var` holds that leaf's element; the offset
+             of a view or row read is an expression ("0", "2 * C", "5")
     members: (scalar, scalar_grads, input vars, output var), in execution order
     outputs: the member vars written out, in order
     """
@@ -98,10 +101,10 @@ class Spec:
         return tuple(needed)
 
 
-def _index(kind: str, offset: int) -> str:
+def _index(kind: str, offset: str) -> str:
     return {
         "full": "[r, j]",
-        "row": f"[{offset} + j]" if offset else "[j]",
+        "row": "[j]" if offset == "0" else f"[{offset} + j]",
         "col": "[r]",
         "scalar": "[0]",
         "view": f"[r, {offset} + j]",
@@ -115,7 +118,7 @@ def forward_source(spec: Spec) -> str:
     lines = ["@_jit", f"def forward(R, C, {args}):"]
     body = []
     for var, leaf, offset in spec.reads:
-        kind = spec.leaves[leaf][0]
+        kind = spec.leaves[leaf]
         read = f"{var} = L{leaf}{_index(kind, offset)}"
         if kind == "scalar":
             lines.append("    " + read)  # loop-invariant
@@ -179,7 +182,7 @@ def backward_source(spec: Spec, needs: tuple) -> str:
     for var in loads:
         if var in access:
             leaf, offset = access[var]
-            kind = spec.leaves[leaf][0]
+            kind = spec.leaves[leaf]
             if kind == "scalar":
                 lines.append(f"    {var} = L{leaf}[0]")
             else:
@@ -192,7 +195,7 @@ def backward_source(spec: Spec, needs: tuple) -> str:
     body += updates
     for var, leaf, offset in spec.reads:
         if needs[leaf] and var in adjoint:
-            body.append(f"G{leaf}{_index(spec.leaves[leaf][0], offset)} += a_{var}")
+            body.append(f"G{leaf}{_index(spec.leaves[leaf], offset)} += a_{var}")
     lines += ["    for r in range(R):", "        for j in range(C):"]
     lines += ["            " + line for line in body]
     return "\n".join(lines) + "\n"
@@ -235,10 +238,12 @@ def load_module(source: str):
     return module
 
 
+@functools.cache
 def forward_kernel(spec: Spec):
     return load_module(_header(spec.dtype) + "\n\n" + forward_source(spec)).forward
 
 
+@functools.cache
 def backward_kernel(spec: Spec, needs: tuple):
     source = _header(spec.dtype) + "\n\n" + backward_source(spec, needs)
     return load_module(source).backward

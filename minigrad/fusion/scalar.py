@@ -75,4 +75,4 @@ def tanh32(x):
     t = (1.0 - e) / (1.0 + e)
     # Below 1e-5, 1 - e loses digits; there tanh(a) = a - a^3/3 to 1e-21 relative.
     t = a - a * a * a / 3.0 if a < 1e-5 else t
-    return np.float32(-t if d < 0.0 else t)
+    return np.float32(np.copysign(t, d))  # tanh(-0.0) is -0.0
