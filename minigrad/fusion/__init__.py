@@ -341,7 +341,7 @@ class Plan:
                 kept.append((cls, in_slots, kwargs, s))
                 live.update(in_slots)
                 continue
-            kept.append(_Kernel(step))
+            kept.append(_Kernel(step, values))
             live.update(r[1] for r in step.reads.values())
         self.steps = _absorb_producers(kept[::-1], self.out_slots)
         self.template = [None] * len(values)
@@ -427,7 +427,7 @@ class _Kernel:
     forward and backward it runs itself), then one per leaf the loops read directly.
     """
 
-    def __init__(self, group: _Group):
+    def __init__(self, group: _Group, values):
         self.shape = group.shape
         self.dtype = group.dtype
         self.C = group.shape[-1]
@@ -461,10 +461,18 @@ class _Kernel:
         )
         self.kinds = [kind for kind, _, _ in leaves]
         self.leaf_slots = [s for _, s, _ in leaves]
+        # Each leaf's array as the loops index it: (R, C), (R, W) for a view's base, or flat.
+        R, C = self.R, self.C
+        self.leaf_shapes = [values[s].shape for s in self.leaf_slots]
+        self.loop_shapes = [
+            (R, C) if kind == "full" else (R, width) if kind == "view" else (-1,)
+            for kind, _, width in leaves
+        ]
         self.prologue = []  # (op class, kwargs, positions of its inputs, output slot)
         self.input_slots = list(self.leaf_slots)
         self.out_slots = list(group.outputs)
         self.n_saved = len(self.spec.saved_vars())
+        self.keep = self.spec.leaves_read_by_backward()
         self.names = ", ".join(cls.__name__.lower() for cls, _, _ in group.members)
         self._layout()
         self._forward = None
@@ -492,14 +500,6 @@ class _Kernel:
                 self.sources.append((None, len(self.input_slots)))
                 self.input_slots.append(s)
 
-    def _leaf(self, a, kind):
-        a = np.ascontiguousarray(a)
-        if kind == "full":
-            return a.reshape(self.R, self.C)
-        if kind == "view":
-            return a.reshape(self.R, a.shape[-1])
-        return a.reshape(-1)  # row, col, scalar
-
     def forward(self, arrays, save):
         if self._forward is None:
             self._forward = codegen.forward_kernel(self.spec)
@@ -508,47 +508,63 @@ class _Kernel:
             fn = cls()
             made.append(fn.forward(*[arrays[p] for p in positions], **kwargs))
             fns.append(fn)
-        raw = [made[j] if pos is None else arrays[pos] for j, pos in self.sources]
-        leaves = [self._leaf(a, kind) for a, kind in zip(raw, self.kinds, strict=True)]
+        leaves = [
+            (arrays[pos] if j is None else made[j]).reshape(shape)
+            for (j, pos), shape in zip(self.sources, self.loop_shapes, strict=True)
+        ]
         R, C, k = self.R, self.C, len(self.out_slots)
         out = np.empty((k, R, C), dtype=self.dtype)
         scratch = np.empty((self.n_saved if save else 0, R, C), dtype=self.dtype)
         self._forward(R, C, *leaves, out, scratch, save)
         result = out.reshape(self.shape) if k == 1 else out.reshape((k,) + self.shape)
-        saved = (leaves, scratch, out, fns, [a.shape for a in raw])
-        return result, saved
+        if not save:
+            return result, None
+        # Keep only the leaves backward reads (an LSTM's (B, 4H) pre-activations it does not);
+        # the others are passed to it as one-element stand-ins of the same type.
+        kept = [a if keep else a.shape for a, keep in zip(leaves, self.keep, strict=True)]
+        return result, (kept, scratch, out, fns)
+
+    def _backward_plan(self, needs):
+        """For one pattern of inputs needing gradients: the compiled loop, and for each leaf
+        gradient it writes, the leaf's index and where its gradient goes."""
+        leaf_needs = tuple(
+            needs[pos] if j is None else any(needs[p] for p in self.calls[j][2])
+            for j, pos in self.sources
+        )
+        kernel = codegen.backward_kernel(self.spec, leaf_needs)
+        routes = [
+            (i, j, pos, self.leaf_shapes[i])
+            for i, ((j, pos), n) in enumerate(zip(self.sources, leaf_needs, strict=True))
+            if n
+        ]
+        calls = [(positions, tuple(needs[p] for p in positions)) for _, _, positions in self.calls]
+        return kernel, routes, calls
 
     def backward(self, g, saved, needs):
         """Gradients for the node's inputs, given which of them need one."""
-        leaves, scratch, out, fns, shapes = saved
-        leaf_needs = tuple(
-            needs[pos] if pos is not None else any(needs[p] for p in self.calls[j][2])
-            for j, pos in self.sources
-        )
-        kernel = self._backward.get(leaf_needs)
-        if kernel is None:
-            kernel = self._backward[leaf_needs] = codegen.backward_kernel(self.spec, leaf_needs)
-        R, C = self.R, self.C
-        grads = [
-            np.zeros(leaf.shape, dtype=self.dtype) if n else None
-            for leaf, n in zip(leaves, leaf_needs, strict=True)
-        ]
-        gout = np.ascontiguousarray(g, dtype=self.dtype).reshape(len(self.out_slots), R, C)
-        kernel(R, C, out, scratch, *leaves, *[g for g in grads if g is not None], gout)
+        kept, scratch, out, fns = saved
+        plan = self._backward.get(needs)
+        if plan is None:
+            plan = self._backward[needs] = self._backward_plan(needs)
+        kernel, routes, calls = plan
+        dtype = self.dtype
+        shapes = [a if type(a) is tuple else a.shape for a in kept]
+        leaves = [np.zeros((1,) * len(a), dtype) if type(a) is tuple else a for a in kept]
+        grads = [np.zeros(shapes[i], dtype=dtype) for i, _, _, _ in routes]
+        gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.out_slots), self.R, self.C)
+        kernel(self.R, self.C, out, scratch, *leaves, *grads, gout)
 
         result = [None] * len(needs)
         made = [None] * len(fns)
-        for (j, pos), grad, shape in zip(self.sources, grads, shapes, strict=True):
-            if grad is None:
-                continue
-            if pos is not None:
-                result[pos] = grad.reshape(shape)
+        for (_, j, pos, shape), grad in zip(routes, grads, strict=True):
+            grad = grad.reshape(shape)
+            if j is None:
+                result[pos] = grad
             else:  # a prologue output read as several leaves gets their sum
-                grad = grad.reshape(shape)
                 made[j] = grad if made[j] is None else made[j] + grad
-        for fn, (_, _, positions), grad in zip(fns, self.calls, made, strict=True):
+        for fn, (positions, fn_needs), grad in zip(fns, calls, made, strict=True):
             if grad is not None:
-                fn.needs = tuple(needs[p] for p in positions)
+                fn.needs = fn_needs
                 for p, ig in zip(positions, fn.backward(grad), strict=False):
                     result[p] = ig
         return result

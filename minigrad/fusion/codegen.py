@@ -88,17 +88,26 @@ class Spec:
     members: tuple
     outputs: tuple
 
-    def saved_vars(self) -> tuple:
-        """Members the backward reads that are not outputs: forward stores them in scratch."""
-        needed = []
-        members = {m[3]: m for m in self.members}
+    def _backward_values(self) -> list:
+        """The variables some derivative reads (a superset of what any backward loads)."""
+        used = []
         for _, grads, ins, out in self.members:
             for template in grads:
                 for name, var in (("{x}", ins[0]), ("{y}", ins[-1]), ("{out}", out)):
-                    if name in template and var in members and var not in self.outputs:
-                        if var not in needed:
-                            needed.append(var)
-        return tuple(needed)
+                    if name in template and var not in used:
+                        used.append(var)
+        return used
+
+    def saved_vars(self) -> tuple:
+        """Members the backward reads that are not outputs: forward stores them in scratch."""
+        members = {m[3] for m in self.members}
+        return tuple(v for v in self._backward_values() if v in members and v not in self.outputs)
+
+    def leaves_read_by_backward(self) -> tuple:
+        """Per leaf, whether backward reads its values (the others need not be kept)."""
+        used = set(self._backward_values())
+        read = {leaf for var, leaf, _ in self.reads if var in used}
+        return tuple(i in read for i in range(len(self.leaves)))
 
 
 def _index(kind: str, offset: str) -> str:
