@@ -11,7 +11,8 @@ backward, SGD update; B=32, T=64, float32. Peers, all from the same initial weig
 - PyTorch's fused torch.nn.LSTM/GRU/RNN, when torch is installed (an optional peer).
 Before timing, each configuration checks in float64 that minigrad's loss and gradients equal
 the NumPy baseline's (and PyTorch's). Timings are medians of --repeat steps, interleaved
-round-robin so that machine noise hits all peers alike; compare ratios within one run.
+round-robin so that machine noise hits all peers alike (PyTorch runs in its own block: its
+spinning OpenMP threads would slow the next peer); compare ratios within one run.
 """
 
 import argparse
@@ -172,22 +173,32 @@ def time_peers(cell, H, repeat, use_torch):
         "unfused": lambda: minigrad_step(unfused, tokens, targets),
         "numpy": lambda: numpy_step(cell, params, tokens, targets, H, np.float32),
     }
-    if use_torch:
-        import torch
-
-        tmodel = make_torch(cell, {k: v.copy() for k, v in params.items()}, np.float32)
-        tt, ty = torch.from_numpy(tokens), torch.from_numpy(targets)
-        peers["torch"] = lambda: torch_step(tmodel, tt, ty)
     times = {name: [] for name in peers}
     for step in peers.values():  # warm-up: compile kernels, fill caches
         for _ in range(3):
             step()
-    for _ in range(repeat):
-        for name, step in peers.items():
+    names = list(peers)
+    for r in range(repeat):  # round-robin, each round starting with the next peer
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t = time.perf_counter()
-            step()
+            peers[name]()
             times[name].append(time.perf_counter() - t)
-    return {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
+    result = {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
+    if use_torch:
+        # PyTorch on its own, after the others: its OpenMP threads keep spinning on both cores
+        # after each call, which slowed whichever peer ran next by up to 1.5-2x.
+        import torch
+
+        tmodel = make_torch(cell, {k: v.copy() for k, v in params.items()}, np.float32)
+        tt, ty = torch.from_numpy(tokens), torch.from_numpy(targets)
+        ts = []
+        for i in range(repeat + 3):
+            t = time.perf_counter()
+            torch_step(tmodel, tt, ty)
+            if i >= 3:
+                ts.append(time.perf_counter() - t)
+        result["torch"] = float(np.median(ts) * 1e3)
+    return result
 
 
 def main(argv=None):

@@ -144,6 +144,12 @@ def _view_of(kwargs, x):
     return (lo, hi - lo) if step == 1 and hi > lo else None
 
 
+# A group of fewer ops that reads no slices runs as those ops: for a tanh RNN's `gi + W h` and
+# tanh, NumPy's two ufuncs beat the fused loop, whose tanh is slower than NumPy's
+# (benchmarks/README.md, "Fusion").
+MIN_OPS = 3
+
+
 class _Group:
     def __init__(self, shape, dtype):
         self.shape, self.dtype = shape, dtype
@@ -336,14 +342,23 @@ class Plan:
             if not step.outputs:
                 continue
             step.prune()
-            if len(step.members) == 1 and all(r[0] != "view" for r in step.reads.values()):
-                cls, in_slots, kwargs, s = ops[step.ops[step.members[0][2]]]  # nothing to fuse
-                kept.append((cls, in_slots, kwargs, s))
-                live.update(in_slots)
+            if len(step.members) < MIN_OPS and all(r[0] != "view" for r in step.reads.values()):
+                for _, _, var in reversed(step.members):  # too little to fuse: run the ops
+                    cls, in_slots, kwargs, s = ops[step.ops[var]]
+                    kept.append((cls, in_slots, kwargs, s))
+                    live.update(in_slots)
                 continue
             kept.append(_Kernel(step, values))
             live.update(r[1] for r in step.reads.values())
         self.steps = _absorb_producers(kept[::-1], self.out_slots)
+        last_read = {}
+        for i, step in enumerate(self.steps):
+            for s in step[1] if type(step) is tuple else step.input_slots:
+                last_read[s] = i
+        self.frees = [[] for _ in self.steps]
+        for s, i in last_read.items():
+            if s not in self.out_slots:
+                self.frees[i].append(s)
         self.template = [None] * len(values)
         self.externals = [(s, values[s], values[s].shape) for s in externals]
         for s, t, _ in self.externals:
@@ -359,7 +374,7 @@ class Plan:
                     f"mg.fuse({self.name}): a tensor the function captured changed shape from "
                     f"{shape} to {t.data.shape} since it was traced"
                 )
-        for step in self.steps:
+        for step, done in zip(self.steps, self.frees, strict=True):
             if type(step) is tuple:
                 cls, in_slots, kwargs, s = step
                 env[s] = cls.apply(*[env[i] for i in in_slots], **kwargs)
@@ -370,6 +385,8 @@ class Plan:
                 else:
                     for i, s in enumerate(step.out_slots):
                         env[s] = _unstack(y, i)
+            for s in done:  # as a plain Python function would, drop what is no longer read
+                env[s] = None
         if self.out_type is None:
             return env[self.out_slots[0]]
         return self.out_type(env[s] for s in self.out_slots)
