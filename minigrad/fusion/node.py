@@ -1,0 +1,191 @@
+"""A fused group at run time: its compiled loops, the node that runs them, its stacked outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import autograd
+from ..autograd import Function
+from ..ops.shape import GetItem
+from ..tensor import Tensor as _Tensor
+from . import codegen
+
+
+def unstack(y, i):
+    """y[i] for a fused node's stacked outputs: GetItem's node, made without apply's
+    generality (this runs for every output of every fused call)."""
+    data = y.data
+    t = _Tensor._wrap(data[i])
+    if y._node is not None:
+        node = GetItem()
+        node.index, node.in_shape = i, data.shape
+        node.inputs, node.shapes, node.needs = [y._node], (data.shape,), (True,)
+        t._requires_grad = True
+        t._node = node
+    return t
+
+
+class FusedKernel:
+    """One group's compiled loops and how to hand them its arrays.
+
+    Its node's inputs are `input_slots`: first the inputs of absorbed producer ops (whose
+    forward and backward it runs itself), then one per leaf the loops read directly.
+    """
+
+    def __init__(self, group, values):
+        self.shape = group.shape
+        self.dtype = group.dtype
+        self.C = group.shape[-1]
+        self.R = int(np.prod(group.shape[:-1], dtype=np.int64))
+        # Variables renamed in order of appearance: the same cell at any step (and any hidden
+        # size) then has the same Spec, hence the same source and one compiled kernel.
+        names = {}
+
+        def rename(var):
+            return names.setdefault(var, f"v{len(names)}")
+
+        leaves, reads = [], []
+        for var, (kind, s, lo, width) in group.reads.items():
+            leaf = (kind, s, width)
+            if leaf not in leaves:
+                leaves.append(leaf)
+            # A multiple of C (what chunk makes) stays symbolic, so that one compiled kernel
+            # serves every hidden size; other offsets are literals.
+            offset = f"{lo // self.C} * C" if lo and lo % self.C == 0 else str(lo)
+            reads.append((rename(var), leaves.index(leaf), offset))
+        members = tuple(
+            (cls.scalar, cls.scalar_grads, tuple(rename(v) for v in ins), rename(out))
+            for cls, ins, out in group.members
+        )
+        self.spec = codegen.Spec(
+            dtype=group.dtype.name,
+            leaves=tuple(kind for kind, _, _ in leaves),
+            reads=tuple(reads),
+            members=members,
+            outputs=tuple(rename(f"v{s}") for s in group.outputs),
+        )
+        self.kinds = [kind for kind, _, _ in leaves]
+        self.leaf_slots = [s for _, s, _ in leaves]
+        # Each leaf's array as the loops index it: (R, C), (R, W) for a view's base, or flat.
+        R, C = self.R, self.C
+        self.leaf_shapes = [values[s].shape for s in self.leaf_slots]
+        self.loop_shapes = [
+            (R, C) if kind == "full" else (R, width) if kind == "view" else (-1,)
+            for kind, _, width in leaves
+        ]
+        self.prologue = []  # (op class, kwargs, positions of its inputs, output slot)
+        self.input_slots = list(self.leaf_slots)
+        self.out_slots = list(group.outputs)
+        self.n_saved = len(self.spec.saved_vars())
+        self.keep = self.spec.leaves_read_by_backward()
+        self.names = ", ".join(cls.__name__.lower() for cls, _, _ in group.members)
+        self._layout()
+        self._forward = None
+        self._backward = {}
+
+    def absorb(self, op) -> None:
+        cls, in_slots, kwargs, s = op
+        self.prologue.append((cls, kwargs, in_slots, s))
+        self.names = f"{cls.__name__.lower()}, {self.names}"
+        self._layout()
+
+    def _layout(self):
+        made = {s: j for j, (_, _, _, s) in enumerate(self.prologue)}
+        self.input_slots, self.calls = [], []
+        for cls, kwargs, in_slots, _ in self.prologue:
+            start = len(self.input_slots)
+            self.input_slots += in_slots
+            self.calls.append((cls, kwargs, range(start, start + len(in_slots))))
+        # Each leaf comes from a prologue op (j, None) or is an input of the node (None, pos).
+        self.sources = []
+        for s in self.leaf_slots:
+            if s in made:
+                self.sources.append((made[s], None))
+            else:
+                self.sources.append((None, len(self.input_slots)))
+                self.input_slots.append(s)
+
+    def forward(self, arrays, save):
+        if self._forward is None:
+            self._forward = codegen.forward_kernel(self.spec)
+        fns, made = [], []
+        for cls, kwargs, positions in self.calls:
+            fn = cls()
+            made.append(fn.forward(*[arrays[p] for p in positions], **kwargs))
+            fns.append(fn)
+        leaves = [
+            (arrays[pos] if j is None else made[j]).reshape(shape)
+            for (j, pos), shape in zip(self.sources, self.loop_shapes, strict=True)
+        ]
+        R, C, k = self.R, self.C, len(self.out_slots)
+        out = np.empty((k, R, C), dtype=self.dtype)
+        scratch = np.empty((self.n_saved if save else 0, R, C), dtype=self.dtype)
+        self._forward(R, C, *leaves, out, scratch, save)
+        result = out.reshape(self.shape) if k == 1 else out.reshape((k,) + self.shape)
+        if not save:
+            return result, None
+        # Keep only the leaves backward reads (an LSTM's (B, 4H) pre-activations it does not);
+        # the others are passed to it as one-element stand-ins of the same type.
+        kept = [a if keep else a.shape for a, keep in zip(leaves, self.keep, strict=True)]
+        return result, (kept, scratch, out, fns)
+
+    def _backward_plan(self, needs):
+        """For one pattern of inputs needing gradients: the compiled loop, and for each leaf
+        gradient it writes, the leaf's index and where its gradient goes."""
+        leaf_needs = tuple(
+            needs[pos] if j is None else any(needs[p] for p in self.calls[j][2])
+            for j, pos in self.sources
+        )
+        kernel = codegen.backward_kernel(self.spec, leaf_needs)
+        routes = [
+            (i, j, pos, self.leaf_shapes[i])
+            for i, ((j, pos), n) in enumerate(zip(self.sources, leaf_needs, strict=True))
+            if n
+        ]
+        calls = [(positions, tuple(needs[p] for p in positions)) for _, _, positions in self.calls]
+        return kernel, routes, calls
+
+    def backward(self, g, saved, needs):
+        """Gradients for the node's inputs, given which of them need one."""
+        kept, scratch, out, fns = saved
+        plan = self._backward.get(needs)
+        if plan is None:
+            plan = self._backward[needs] = self._backward_plan(needs)
+        kernel, routes, calls = plan
+        dtype = self.dtype
+        shapes = [a if type(a) is tuple else a.shape for a in kept]
+        leaves = [np.zeros((1,) * len(a), dtype) if type(a) is tuple else a for a in kept]
+        grads = [np.zeros(shapes[i], dtype=dtype) for i, _, _, _ in routes]
+        gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.out_slots), self.R, self.C)
+        kernel(self.R, self.C, out, scratch, *leaves, *grads, gout)
+
+        result = [None] * len(needs)
+        made = [None] * len(fns)
+        for (_, j, pos, shape), grad in zip(routes, grads, strict=True):
+            grad = grad.reshape(shape)
+            if j is None:
+                result[pos] = grad
+            else:  # a prologue output read as several leaves gets their sum
+                made[j] = grad if made[j] is None else made[j] + grad
+        for fn, (positions, fn_needs), grad in zip(fns, calls, made, strict=True):
+            if grad is not None:
+                fn.needs = fn_needs
+                for p, ig in zip(positions, fn.backward(grad), strict=False):
+                    result[p] = ig
+        return result
+
+
+class FusedOp(Function):
+    """A group of elementwise ops as one node; several outputs come stacked on axis 0."""
+
+    def forward(self, *arrays, kernel=None):
+        self.kernel = kernel
+        result, self.saved = kernel.forward(arrays, autograd._state.grad_enabled)
+        return result
+
+    def backward(self, g):
+        return self.kernel.backward(g, self.saved, self.needs)
+
+    @property
+    def name(self) -> str:
+        return f"Fused({self.kernel.names})"
