@@ -1,13 +1,14 @@
 """`mg.fuse(fn)`: run a function of tensors with its elementwise chains compiled into one kernel.
 
-The first call with a given set of argument shapes and dtypes runs `fn` as usual while the
-engine records every op it applies (a trace). The trace is then cut into groups: maximal runs
-of elementwise ops (those with `scalar` templates) producing one shape, which read their
-inputs either whole, broadcast, or as last-axis slices (what `chunk` and `split` make). Each
-group becomes a single graph node whose forward and backward are generated Numba loops
-(`codegen.py`); every other op is replayed as itself. Later calls with the same signature
-replay that plan, so an LSTM step of ~16 nodes becomes about 6, and its gate arithmetic one
-pass over memory each way.
+The first call with a given set of argument shapes and dtypes runs `fn` on stand-ins for its
+tensor arguments while the engine records every op it applies (a trace). `plan.py` cuts the
+trace into groups: maximal runs of elementwise ops (those with `scalar` templates) producing
+one shape, which read their inputs whole, broadcast, or as last-axis slices (what `chunk` and
+`split` make), recomputing a cheap producer of a slice slice by slice. Each group becomes one
+graph node (`node.py`) whose forward and backward are generated Numba loops (`codegen.py`),
+and which also runs a matmul or slice that feeds only it; every other op is replayed as
+itself. Every call, the first included, replays that plan: an LSTM step of 16 nodes becomes
+one fused node (plus two views for h and c), its gate arithmetic one pass each way.
 
 As with any tracing JIT, the function must be a fixed sequence of ops on its arguments:
 - Python control flow is decided at trace time: a branch on a tensor's values is not retraced.
