@@ -244,14 +244,15 @@ class _RNNBase(nn.Module):
         """
         T = gi.shape[0]
         times = range(T - 1, -1, -1) if reverse else range(T)
-        outputs, state = self._unroll(gi, times, 0, state, recurrent, None)
+        outputs, state = self._unroll(gi, times, 0, state, recurrent, None, self._step)
         return (mg.stack(outputs), *state)
 
-    def _unroll(self, gi, times, first, state, recurrent, masks):
+    def _unroll(self, gi, times, first, state, recurrent, masks, step=None):
         """The steps `times` (in processing order) with gi[t - first] the projected input at t.
         Returns the outputs in time order and the final state."""
         outputs = [None] * len(times)
-        step = self._fused_step if self.fuse else self._step
+        if step is None:  # the masked path fuses step by step (masks cannot be traced)
+            step = self._fused_step if self.fuse else self._step
         for t in times:
             mask = None if masks is None else masks[t]
             if mask is None:

@@ -363,6 +363,28 @@ def test_a_group_pruned_to_one_op_runs_that_op():
     assert x.grad is None
 
 
+def test_python_runs_fn_only_to_trace_unless_nothing_fuses():
+    calls = []
+
+    def fusable(x, w):
+        calls.append("fusable")
+        return ((x @ w).tanh() * x).sigmoid()
+
+    def too_small(x, w):  # add + tanh: fewer than MIN_OPS, so the plan fuses nothing
+        calls.append("too_small")
+        return (x @ w + x).tanh()
+
+    x, w = leaves([np.full((2, 2), 0.5), np.eye(2)])
+    for fn, expected in ((fusable, 1), (too_small, 3)):
+        f = mg.fuse(fn)
+        first, second = f(x, w), f(x, w)
+        # A plan that fuses nothing is not replayed: fn itself runs, after the one trace.
+        assert calls.count(fn.__name__) == expected
+        assert bool(fused_names(second)) == (fn is fusable)
+        np.testing.assert_array_equal(first.data, second.data)
+        np.testing.assert_allclose(second.data, fn(x, w).data, rtol=1e-15)
+
+
 # ----- 3. the float32 transcendentals of scalar.py ------------------------------------------------
 @numba.njit(error_model="numpy")
 def _transcendentals32(x):

@@ -69,6 +69,8 @@ class Fused:
         plan = self.plans.get(key)
         if plan is None:
             plan = self.plans[key] = self._trace(args, flat)
+        if not plan.fuses:  # nothing to fuse: calling fn costs less than replaying its ops
+            return self.fn(*args)
         return plan.run(flat)
 
     def _trace(self, args, flat):

@@ -236,6 +236,7 @@ class Plan:
             kept.append(FusedKernel(step, values))
             live.update(r[1] for r in step.reads.values())
         self.steps = _absorb_producers(kept[::-1], self.out_slots)
+        self.fuses = any(type(step) is not tuple for step in self.steps)
         last_read = {}
         for i, step in enumerate(self.steps):
             for s in step[1] if type(step) is tuple else step.input_slots:
