@@ -12,7 +12,6 @@ defaults. Elsewhere than glibc it does nothing.
 """
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -32,8 +31,9 @@ def reuse_freed_memory() -> bool:
     if not sys.platform.startswith("linux") or os.environ.get("MINIGRAD_MALLOC_TUNING") == "0":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # The process's own symbols include libc's: no library search (find_library runs
+        # subprocesses, which cost `import minigrad` 25 ms).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     settings = (

@@ -70,14 +70,19 @@ class FusedKernel:
         R, C = self.R, self.C
         self.leaf_shapes = [values[s].shape for s in self.leaf_slots]
         self.loop_shapes = [
-            (R, C) if kind == "full" else (R, width) if kind == "view" else (-1,)
-            for kind, _, width in leaves
+            (R, C) if kind == "full" else (R, width) if kind == "view" else (values[s].data.size,)
+            for kind, s, width in leaves
         ]
         self.prologue = []  # (op class, kwargs, positions of its inputs, output slot)
-        self.input_slots = list(self.leaf_slots)
         self.out_slots = list(group.outputs)
         self.n_saved = len(self.spec.saved_vars())
+        # Backward is handed only the leaves it reads (not an LSTM's (B, 4H) pre-activations);
+        # for the others a one-element array of the same dimensions, which it never reads.
         self.keep = self.spec.leaves_read_by_backward()
+        self.stand_ins = [
+            None if keep else np.zeros((1,) * len(shape), self.dtype)
+            for keep, shape in zip(self.keep, self.loop_shapes, strict=True)
+        ]
         self.names = ", ".join(cls.__name__.lower() for cls, _, _ in group.members)
         self._layout()
         self._forward = None
@@ -124,9 +129,7 @@ class FusedKernel:
         result = out.reshape(self.shape) if k == 1 else out.reshape((k,) + self.shape)
         if not save:
             return result, None
-        # Keep only the leaves backward reads (an LSTM's (B, 4H) pre-activations it does not);
-        # the others are passed to it as one-element stand-ins of the same type.
-        kept = [a if keep else a.shape for a, keep in zip(leaves, self.keep, strict=True)]
+        kept = [a if b is None else b for a, b in zip(leaves, self.stand_ins, strict=True)]
         return result, (kept, scratch, out, fns)
 
     def _backward_plan(self, needs):
@@ -147,15 +150,13 @@ class FusedKernel:
 
     def backward(self, g, saved, needs):
         """Gradients for the node's inputs, given which of them need one."""
-        kept, scratch, out, fns = saved
+        leaves, scratch, out, fns = saved
         plan = self._backward.get(needs)
         if plan is None:
             plan = self._backward[needs] = self._backward_plan(needs)
         kernel, routes, calls = plan
         dtype = self.dtype
-        shapes = [a if type(a) is tuple else a.shape for a in kept]
-        leaves = [np.zeros((1,) * len(a), dtype) if type(a) is tuple else a for a in kept]
-        grads = [np.zeros(shapes[i], dtype=dtype) for i, _, _, _ in routes]
+        grads = [np.zeros(self.loop_shapes[i], dtype=dtype) for i, _, _, _ in routes]
         gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.out_slots), self.R, self.C)
         kernel(self.R, self.C, out, scratch, *leaves, *grads, gout)
 

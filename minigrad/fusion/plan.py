@@ -39,9 +39,9 @@ class _Group:
     def __init__(self, shape, dtype):
         self.shape, self.dtype = shape, dtype
         self.members = []  # (op class, input vars, output var), in execution order
-        self.slots = {}  # output var -> slot, for members that are ops of the trace itself
         self.reads = {}  # var -> (kind, leaf slot, offset, width)
-        self.ops = {}  # output var -> index of the trace's op, for members that are one
+        self.ops = {}  # output var -> (index of the trace's op, its output slot), for members
+        # that are ops of the trace itself (the others are slices recomputed inline)
         self.outputs = []  # slots that later steps or the caller use
 
     def prune(self) -> None:
@@ -198,8 +198,7 @@ class Plan:
                 group = open_groups[(shape, dtype)] = _Group(shape, dtype)
             in_vars = tuple(use(group, i) for i in in_slots)
             group.members.append((cls, in_vars, f"v{s}"))
-            group.slots[f"v{s}"] = s
-            group.ops[f"v{s}"] = k
+            group.ops[f"v{s}"] = (k, s)
             producer[s] = group
         steps += list(open_groups.values())
 
@@ -223,13 +222,13 @@ class Plan:
                     kept.append((cls, in_slots, kwargs, s))
                     live.update(in_slots)
                 continue
-            step.outputs = [s for s in step.slots.values() if s in live]
+            step.outputs = [s for _, s in step.ops.values() if s in live]
             if not step.outputs:
                 continue
             step.prune()
             if len(step.members) < MIN_OPS and all(r[0] != "view" for r in step.reads.values()):
                 for _, _, var in reversed(step.members):  # too little to fuse: run the ops
-                    cls, in_slots, kwargs, s = ops[step.ops[var]]
+                    cls, in_slots, kwargs, s = ops[step.ops[var][0]]
                     kept.append((cls, in_slots, kwargs, s))
                     live.update(in_slots)
                 continue
@@ -239,7 +238,7 @@ class Plan:
         self.fuses = any(type(step) is not tuple for step in self.steps)
         last_read = {}
         for i, step in enumerate(self.steps):
-            for s in step[1] if type(step) is tuple else step.input_slots:
+            for s in _inputs(step):
                 last_read[s] = i
         self.frees = [[] for _ in self.steps]
         for s, i in last_read.items():
@@ -278,6 +277,11 @@ class Plan:
         return self.out_type(env[s] for s in self.out_slots)
 
 
+def _inputs(step):
+    """The slots a plan step reads: an op's (cls, input slots, kwargs, slot) or a kernel."""
+    return step[1] if type(step) is tuple else step.input_slots
+
+
 # Ops a group may run inside its own node when nothing else reads their result. Deterministic
 # ones only: moving a random op would reorder the draws from the generator.
 _ABSORBABLE = (Linear, MatMul, GetItem)
@@ -288,7 +292,7 @@ def _absorb_producers(steps, out_slots):
     instead of two, as a fused LSTM kernel does its matmul and its gates together."""
     uses = {}
     for step in steps:
-        for s in step[1] if type(step) is tuple else step.input_slots:
+        for s in _inputs(step):
             uses[s] = uses.get(s, 0) + 1
     for s in out_slots:
         uses[s] = uses.get(s, 0) + 1
