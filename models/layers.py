@@ -221,20 +221,43 @@ class _RNNBase(nn.Module):
         return output, (h_n if self.n_states > 1 else h_n[0])
 
     def _run(self, x, k, d, state, masks):
-        """Layer k, direction d over the whole sequence: (outputs (T, B, H), final state)."""
-        T = x.shape[0]
-        every = self.checkpoint_every
-        if every is not None and every < T and mg.is_grad_enabled():
-            return self._run_checkpointed(x, k, d, state, masks, every)
+        """Layer k, direction d over the whole sequence: (outputs (T, B, H), final state).
+
+        With checkpoint_every=k, the sequence runs as segments of k steps through
+        mg.checkpoint, which keeps only each segment's inputs and recomputes its steps in
+        backward; every segment is the same `_pass` as the whole sequence otherwise.
+        """
+        T, every = x.shape[0], self.checkpoint_every
+        if every is None or every >= T or not mg.is_grad_enabled():
+            out, *state = self._pass(x, *state, k=k, d=d, masks=masks, lo=0)
+            return out, tuple(state)
+        bounds = [(lo, min(lo + every, T)) for lo in range(0, T, every)]
+        pieces = [None] * len(bounds)
+        order = range(len(bounds)) if d == 0 else range(len(bounds) - 1, -1, -1)
+        for i in order:
+            lo, hi = bounds[i]
+            segment = lambda x_seg, *st, lo=lo: self._pass(x_seg, *st, k=k, d=d, masks=masks, lo=lo)
+            pieces[i], *state = mg.checkpoint(segment, x[lo:hi], *state)
+        return mg.cat(pieces, axis=0), tuple(state)
+
+    def _pass(self, x, *state, k, d, masks, lo):
+        """Layer k, direction d over x, the steps lo .. lo + len(x) - 1 of the sequence:
+        (outputs (len(x), B, H), *final state).
+
+        Only parameters (leaves) are read besides the arguments, so a checkpointed segment's
+        recomputed graph never reaches back into the outer one; the input projection is done
+        here, per segment, so that no (T, B, G*H) array outlives a segment either.
+        """
         w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, d)
         # The input's share of every step's gates: one (T*B, in) @ (in, G*H) product.
         gi = F.linear(x, w_ih, self._input_bias(b_ih, b_hh))
+        recurrent = self._recurrent(w_hh, b_hh)
         if masks is None and self.fuse:
-            out, *state = self._fused_sequence(gi, d == 1, state, self._recurrent(w_hh, b_hh))
-            return out, tuple(state)
-        times = range(T) if d == 0 else range(T - 1, -1, -1)
-        outputs, state = self._unroll(gi, times, 0, state, self._recurrent(w_hh, b_hh), masks)
-        return mg.stack(outputs), state
+            return self._fused_sequence(gi, d == 1, state, recurrent)
+        hi = lo + x.shape[0]
+        times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)
+        outputs, state = self._unroll(gi, times, lo, state, recurrent, masks)
+        return (mg.stack(outputs), *state)
 
     def _sequence(self, gi, reverse, state, recurrent):
         """Every step over gi (T, B, G*H), no masks: (outputs (T, B, H), *final state).
@@ -265,35 +288,6 @@ class _RNNBase(nn.Module):
                 state = tuple(mg.where(mask, n, s) for n, s in zip(new, state, strict=True))
                 outputs[t - first] = mg.where(mask, new[0], 0.0)
         return outputs, state
-
-    def _run_checkpointed(self, x, k, d, state, masks, every):
-        """As _run, in segments of `every` steps whose activations backward recomputes.
-
-        Only parameters (leaves) are read inside a segment, so its recomputed graph never
-        reaches back into the outer one; the input projection is done per segment so that
-        no (T, B, G*H) array is held either.
-        """
-        T = x.shape[0]
-
-        def segment(x_seg, *state, lo, hi):
-            w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, d)
-            gi = F.linear(x_seg, w_ih, self._input_bias(b_ih, b_hh))
-            if masks is None and self.fuse:
-                return self._fused_sequence(gi, d == 1, state, self._recurrent(w_hh, b_hh))
-            times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)
-            outs, state = self._unroll(gi, times, lo, state, self._recurrent(w_hh, b_hh), masks)
-            return (mg.stack(outs), *state)
-
-        bounds = [(lo, min(lo + every, T)) for lo in range(0, T, every)]
-        pieces = [None] * len(bounds)
-        order = range(len(bounds)) if d == 0 else range(len(bounds) - 1, -1, -1)
-        for i in order:
-            lo, hi = bounds[i]
-            seg = lambda x_seg, *st, lo=lo, hi=hi: segment(x_seg, *st, lo=lo, hi=hi)
-            out, *state = mg.checkpoint(seg, x[lo:hi], *state)
-            pieces[i] = out
-            state = tuple(state)
-        return mg.cat(pieces, axis=0), state
 
     def _initial_states(self, h0, B, dtype, batched):
         """A list, per (layer, direction), of the initial state tuple."""
