@@ -20,12 +20,16 @@ the intermediates forward saved (`scratch`), never recomputing a transcendental 
 
 from __future__ import annotations
 
+import atexit
 import functools
+import glob
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 _HEADER = """\
@@ -211,38 +215,140 @@ def backward_source(spec: Spec, needs: tuple) -> str:
 
 
 # ----- compiling: the source goes to a file, so that Numba's on-disk cache works ---------------
+# The cache directory holds code this process executes: the generated sources, and beside them
+# Numba's compiled code, stored as pickles. So it is used only if it is this user's own and no
+# one else can write to it; otherwise, or when it cannot be written at all, a private
+# temporary directory serves this process and is deleted at exit. A source file is trusted
+# only after checking that it holds exactly the expected text (its name is that text's hash).
 _modules: dict = {}
+_dirs: dict = {}  # configured cache directory -> the directory used for it in this process
+_private: list = []  # this process's fallback directory, made on first need
 
 
-def _cache_dir() -> str:
+def _configured_dir() -> str:
     base = os.environ.get("MINIGRAD_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "minigrad"
     )
-    path = os.path.join(base, "fused")
+    return os.path.join(base, "fused")
+
+
+def _unsafe(path: str) -> str | None:
+    """Why `path` cannot hold code this process runs, or None if it can."""
+    pycache = os.path.join(path, "__pycache__")  # where Numba's cache=True puts its files
     try:
-        os.makedirs(path, exist_ok=True)
-        return path
-    except OSError:  # read-only home: compile anyway, without a cache that outlives the process
-        return tempfile.mkdtemp(prefix="minigrad-fused-")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.makedirs(pycache, mode=0o700, exist_ok=True)
+        stats = [os.stat(path), os.stat(pycache)]
+    except OSError as e:
+        return f"cannot create it: {e.strerror or e}"
+    if not (os.access(path, os.W_OK | os.X_OK) and os.access(pycache, os.W_OK | os.X_OK)):
+        return "it is not writable"
+    if hasattr(os, "geteuid"):  # POSIX ownership and modes (meaningless on Windows)
+        for where, st in zip(("it", "its __pycache__"), stats, strict=True):
+            if st.st_uid != os.geteuid():
+                return f"{where} belongs to uid {st.st_uid}, not to this user"
+            if st.st_mode & 0o022:
+                mode = f"{st.st_mode & 0o777:o}"
+                return f"group or others can write to {where} (mode {mode}; chmod 700 it)"
+    return None
+
+
+def _private_dir() -> str:
+    if not _private:
+        path = tempfile.mkdtemp(prefix="minigrad-fused-")  # mode 0700
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _private.append(path)
+    return _private[0]
+
+
+def _fall_back(configured: str, why: str) -> str:
+    path = _dirs[configured] = _private_dir()
+    warnings.warn(
+        f"minigrad.fuse: not caching compiled kernels in {configured} ({why}); this process "
+        f"uses {path}, deleted at exit",
+        stacklevel=2,
+    )
+    return path
+
+
+def _cache_dir() -> str:
+    configured = _configured_dir()
+    path = _dirs.get(configured)
+    if path is None:
+        why = _unsafe(configured)
+        path = _fall_back(configured, why) if why else _dirs.setdefault(configured, configured)
+    return path
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write data to path so that no reader ever sees a partial file, and persist it."""
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # another process may race us to it: both write the same bytes
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # persist the rename too (POSIX); not possible everywhere
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _ensure_source(path: str, data: bytes) -> None:
+    """Make the file at path hold exactly data, rewriting a missing, cut or edited one."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(data) + 1) == data:
+                return
+    except OSError:  # missing (the usual case), or unreadable
+        pass
+    # Numba's compiled code for the old text is keyed by the file's mtime and size, which the
+    # rewritten file could share (coarse timestamps, an edit of the same length): delete it.
+    directory, name = os.path.split(path)
+    stem = name[: -len(".py")]
+    for stale in glob.glob(os.path.join(glob.escape(directory), "__pycache__", stem + ".*")):
+        try:
+            os.remove(stale)
+        except OSError:
+            pass
+    _write_atomically(path, data)
 
 
 def load_module(source: str):
-    """Import `source` as a module written to the cache dir (atomically), once per process."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    """Import `source` as a module kept in the cache dir, once per process."""
+    data = source.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()[:20]
     module = _modules.get(digest)
     if module is not None:
         return module
     name = f"minigrad_fused_{digest}"
-    path = os.path.join(_cache_dir(), name + ".py")
-    if not os.path.exists(path):
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(source)
-        os.replace(tmp, path)  # another process may race us to it: both write the same text
+    directory = _cache_dir()
+    try:
+        _ensure_source(os.path.join(directory, name + ".py"), data)
+    except OSError as e:  # e.g. a full disk, or a directory made read-only since
+        if directory in _private:
+            raise
+        directory = _fall_back(_configured_dir(), f"writing to it failed: {e}")
+        _ensure_source(os.path.join(directory, name + ".py"), data)
+    path = os.path.join(directory, name + ".py")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    # The code run is the checked text in memory, not whatever the file holds by now; the file
+    # is what Numba's cache keys on (its path, mtime and size).
+    exec(compile(source, path, "exec"), module.__dict__)
     _modules[digest] = module
     return module
 
