@@ -288,8 +288,41 @@ def test_layer_errors():
         nn.Dropout(-0.1)
     with pytest.raises(ValueError, match="padding_idx"):
         nn.Embedding(3, 2, padding_idx=3)
-    with pytest.raises(ValueError, match=r"linear: input of shape \(4, 3\)"):
-        nn.Linear(2, 2)(mg.zeros((4, 3)))
+    message = (
+        r"Linear\(in_features=2, out_features=5\): expected input of shape \(\.\.\., 2\), got "
+    )
+    with pytest.raises(ValueError, match=message + r"\(4, 3\)"):
+        nn.Linear(2, 5)(mg.zeros((4, 3)))
+    with pytest.raises(ValueError, match=message + r"\(\)"):
+        nn.Linear(2, 5)(mg.tensor(1.0))
+    with pytest.raises(ValueError, match=message + r"\(2, 0\)"):
+        nn.Linear(2, 5)(np.zeros((2, 0)))
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=rf"Linear: in_features must be a non-negative "
+                                             rf"integer, got {bad!r}"):  # fmt: skip
+            nn.Linear(bad, 5)
+        with pytest.raises(ValueError, match=rf"Linear: out_features .* got {bad!r}"):
+            nn.Linear(2, bad)
+
+
+@pytest.mark.parametrize("sizes", [(0, 3), (4, 0), (0, 0)])
+def test_linear_with_zero_features_is_an_empty_product(sizes):
+    """As torch.nn.Linear: no input features gives y = b (zero at initialisation), no output
+    features an empty (..., 0) result; gradients have the parameters' shapes."""
+    n_in, n_out = sizes
+    layer = nn.Linear(n_in, n_out)
+    assert n_in > 0 or not layer.bias.data.any()  # its bound 1/sqrt(in_features) is 0
+    layer.bias.data[...] = np.arange(n_out)
+    x = mg.tensor(np.ones((2, 5, n_in), np.float32), requires_grad=True)
+    y = layer(x)
+    assert y.shape == (2, 5, n_out) and y.dtype == np.float32
+    np.testing.assert_array_equal(y.data, np.broadcast_to(np.arange(n_out), (2, 5, n_out)))
+    (y * 2).sum().backward()
+    assert x.grad.shape == x.shape and not x.grad.any()
+    assert layer.weight.grad.shape == (n_out, n_in)
+    np.testing.assert_array_equal(layer.bias.grad, np.full(n_out, 20.0))
+    unbatched = nn.Linear(n_in, n_out, bias=False)(np.zeros(n_in, np.float32))
+    assert unbatched.shape == (n_out,) and not unbatched.data.any()
 
 
 # ----- init ---------------------------------------------------------------------------------------

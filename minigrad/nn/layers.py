@@ -23,15 +23,22 @@ class Identity(Module):
 class Linear(Module):
     """y = x W^T + b, W of shape (out_features, in_features).
 
-    W and b start uniform in (-1/sqrt(in_features), 1/sqrt(in_features)), as in PyTorch.
+    W and b start uniform in (-1/sqrt(in_features), 1/sqrt(in_features)), as in PyTorch. As in
+    PyTorch, either size may be 0: with no input features y is b (zeros at initialisation).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.weight = _empty(out_features, in_features)
-        self.bias = _empty(out_features) if bias else None
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(
+                    f"Linear: {name} must be a non-negative integer, got {value!r} "
+                    f"(Linear(in_features={in_features!r}, out_features={out_features!r}))"
+                )
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.weight = _empty(self.out_features, self.in_features)
+        self.bias = _empty(self.out_features) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -41,7 +48,18 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+        shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+        if len(shape) == 0 or shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
+                f"expected input of shape (..., {self.in_features}), got {shape}"
+            )
+        if self.in_features and self.out_features:
+            return F.linear(x, self.weight, self.bias)
+        # An empty product: the fused linear op flattens x to (-1, in), which has no answer
+        # for a size-0 last dim, so matmul (whose result is zeros) does it.
+        y = F._float_input("Linear", x) @ self.weight.T
+        return y if self.bias is None else y + self.bias
 
     def extra_repr(self):
         return (
