@@ -100,10 +100,27 @@ def float_input(owner: str, x, what: str = "input"):
     return x
 
 
+def describe(value) -> str:
+    """What an argument was, for an error message: 'a tensor of shape (2, 3)', 'a tuple of 2'."""
+    if isinstance(value, (mg.Tensor, np.ndarray)):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def is_state_tuple(value) -> bool:
+    """A tuple or list of tensors (or Nones): an (h, c) pair or the like, not nested numbers."""
+    return isinstance(value, (tuple, list)) and all(
+        v is None or isinstance(v, (mg.Tensor, np.ndarray)) for v in value
+    )
+
+
 class _Cell(nn.Module):
     """Parameters and argument checks shared by the three cells; G gates of H units each."""
 
     gates = 1
+    n_states = 1  # 2 for the LSTM's (h, c)
 
     def __init__(self, input_size, hidden_size, bias=True):
         super().__init__()
@@ -128,9 +145,10 @@ class _Cell(nn.Module):
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
-    def _inputs(self, x, states, names):
-        """Check x (B, input_size) or (input_size,) and each state (B, H) or (H,); missing
-        states become zeros. Returns (x, states, batched) with a batch dim added if absent."""
+    def _inputs(self, x, state):
+        """Check x (B, input_size) or (input_size,) and the state: h, or the LSTM's pair (h, c),
+        each (B, H) or (H,); a missing state is zeros. Returns (x, [h] or [h, c], batched),
+        with a batch dim added to each if absent."""
         name = type(self).__name__
         x = float_input(name, x)
         if x.ndim not in (1, 2):
@@ -147,19 +165,37 @@ class _Cell(nn.Module):
         if not batched:
             x = x.unsqueeze(0)
         B, H = x.shape[0], self.hidden_size
-        out = []
-        for state, what in zip(states, names, strict=True):
+        expected = (B, H) if batched else (H,)
+        dims = "(batch, hidden_size)" if batched else "(hidden_size,)"
+        if self.n_states == 2:
             if state is None:
+                state = (None, None)
+            elif not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise TypeError(
+                    f"{name}: the state must be a pair (h, c) of tensors of shape {dims} = "
+                    f"{expected} each, got {describe(state)}"
+                )
+            names = ("h", "c")
+        else:
+            if is_state_tuple(state):
+                hint = "; (h, c) is an LSTMCell's state" if len(state) == 2 else ""
+                raise TypeError(
+                    f"{name}: h must be a tensor of shape {dims} = {expected}, "
+                    f"got {describe(state)}{hint}"
+                )
+            state, names = (state,), ("h",)
+        out = []
+        for part, what in zip(state, names, strict=True):
+            if part is None:
                 out.append(mg.zeros(B, H, dtype=x.dtype))
                 continue
-            state = float_input(name, state, what)
-            expected = (B, H) if batched else (H,)
-            if state.shape != expected:
+            part = float_input(name, part, what)
+            if part.shape != expected:
                 raise ValueError(
                     f"{name}: {what} must have shape {expected} for input of shape "
-                    f"{x.shape if batched else x.shape[1:]}, got {state.shape}"
+                    f"{x.shape if batched else x.shape[1:]}, got {part.shape}"
                 )
-            out.append(state if batched else state.unsqueeze(0))
+            out.append(part if batched else part.unsqueeze(0))
         return x, out, batched
 
 
@@ -182,7 +218,7 @@ class RNNCell(_Cell):
         self.nonlinearity = nonlinearity
 
     def forward(self, x, h=None):
-        x, (h,), batched = self._inputs(x, (h,), ("h",))
+        x, (h,), batched = self._inputs(x, h)
         gi = F.linear(x, self.weight_ih, self.bias_ih)
         h = rnn_step(gi, h, self.weight_hh, self.bias_hh, self.nonlinearity)
         return h if batched else h.squeeze(0)
@@ -206,10 +242,10 @@ class LSTMCell(_Cell):
     """
 
     gates = 4
+    n_states = 2
 
     def forward(self, x, state=None):
-        h, c = (None, None) if state is None else state
-        x, (h, c), batched = self._inputs(x, (h, c), ("h", "c"))
+        x, (h, c), batched = self._inputs(x, state)
         gi = F.linear(x, self.weight_ih, self.bias_ih)
         h, c = lstm_step(gi, h, c, self.weight_hh, self.bias_hh)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
@@ -239,7 +275,7 @@ class GRUCell(_Cell):
         self.reset_after = bool(reset_after)
 
     def forward(self, x, h=None):
-        x, (h,), batched = self._inputs(x, (h,), ("h",))
+        x, (h,), batched = self._inputs(x, h)
         gi = F.linear(x, self.weight_ih, self.bias_ih)
         if self.reset_after:
             h = gru_step(gi, h, self.weight_hh, self.bias_hh)

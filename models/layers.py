@@ -37,9 +37,11 @@ import minigrad.nn.functional as F
 from .cells import (
     NONLINEARITIES,
     check_sizes,
+    describe,
     float_input,
     gru_step,
     gru_step_reset_before,
+    is_state_tuple,
     lstm_step,
     rnn_step,
     split_reset_before,
@@ -177,10 +179,11 @@ class _RNNBase(nn.Module):
         name = type(self).__name__
         x = float_input(name, x)
         if x.ndim not in (2, 3):
-            layout = "(batch, seq, features)" if self.batch_first else "(seq, batch, features)"
+            n = self.input_size
+            layout = f"(batch, seq, {n})" if self.batch_first else f"(seq, batch, {n})"
             raise ValueError(
-                f"{name}: expected a 3-D input {layout} or an unbatched 2-D (seq, features), "
-                f"got shape {x.shape}"
+                f"{name}: expected a 3-D input of shape {layout} or an unbatched 2-D "
+                f"(seq, {n}), got shape {x.shape}"
             )
         if x.shape[-1] != self.input_size:
             raise ValueError(
@@ -297,20 +300,29 @@ class _RNNBase(nn.Module):
         if h0 is None:
             zeros = mg.zeros(B, H, dtype=dtype)
             return [(zeros,) * self.n_states] * L
+        expected = (L, B, H) if batched else (L, H)
+        dims = f"(num_layers*num_directions, {'batch, ' if batched else ''}hidden_size)"
         if self.n_states == 2:
             if not isinstance(h0, (tuple, list)) or len(h0) != 2:
-                raise TypeError(f"{name}: the initial state must be a pair (h0, c0)")
+                raise TypeError(
+                    f"{name}: the initial state must be a pair (h0, c0) of tensors of shape "
+                    f"{dims} = {expected} each, got {describe(h0)}"
+                )
             parts, what = list(h0), ("h0", "c0")
         else:
+            if is_state_tuple(h0):
+                hint = "; (h0, c0) is an LSTM's state" if len(h0) == 2 else ""
+                raise TypeError(
+                    f"{name}: h0 must be a tensor of shape {dims} = {expected}, "
+                    f"got {describe(h0)}{hint}"
+                )
             parts, what = [h0], ("h0",)
-        expected = (L, B, H) if batched else (L, H)
         checked = []
         for part, label in zip(parts, what, strict=True):
             part = float_input(name, part, label)
             if part.shape != expected:
                 raise ValueError(
-                    f"{name}: Expected {label} of shape (num_layers*num_directions, batch, "
-                    f"hidden_size) = {expected}, got {part.shape}"
+                    f"{name}: Expected {label} of shape {dims} = {expected}, got {part.shape}"
                 )
             checked.append(part if batched else part.unsqueeze(1))
         return [tuple(p[i] for p in checked) for i in range(L)]

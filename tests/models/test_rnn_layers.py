@@ -1,12 +1,14 @@
 """Layers: PyTorch's names and shapes, equations against NumPy (stacked and bidirectional),
 gradcheck of every option, batch_first, dropout, loading by name, IRNN, clear errors."""
 
+import re
+
 import numpy as np
 import pytest
 from rnn_testing import float64_seeded, module_gradcheck, rng_fixture  # noqa: F401 (fixtures)
 
 import minigrad as mg
-from models import GRU, IRNN, LSTM, RNN, identity_init_, make_rnn
+from models import GRU, IRNN, LSTM, RNN, GRUCell, LSTMCell, RNNCell, identity_init_, make_rnn
 from models import reference_bptt as ref
 
 B, T, IN, H = 2, 3, 2, 3
@@ -242,7 +244,8 @@ def test_layer_errors_name_the_layer_and_shapes():
         lstm(mg.zeros(6, 2, 4), (mg.zeros(1, 2, 3), mg.zeros(2, 2, 3)))
     with pytest.raises(TypeError, match=r"LSTM: the initial state must be a pair \(h0, c0\)"):
         lstm(mg.zeros(6, 2, 4), mg.zeros(2, 2, 3))
-    with pytest.raises(ValueError, match=r"GRU: expected a 3-D input \(seq, batch, features\)"):
+    with pytest.raises(ValueError, match=r"GRU: expected a 3-D input of shape \(seq, batch, 4\) "
+                       r"or an unbatched 2-D \(seq, 4\), got shape \(4,\)"):  # fmt: skip
         GRU(4, 3)(mg.zeros(4))
     with pytest.raises(ValueError, match=r"RNN: lengths must lie in \[0, 6\].*from 1 to 7"):
         RNN(4, 3)(mg.zeros(6, 2, 4), lengths=[1, 7])
@@ -257,3 +260,111 @@ def test_layer_errors_name_the_layer_and_shapes():
         LSTM(4, 3, dropout=1.5)
     with pytest.raises(ValueError, match=r"unknown cell 'transformer'"):
         make_rnn("transformer", 4, 3)
+
+
+# ----- a state of the wrong kind or shape, an input of the wrong shape ----------------------------
+STATE = r"\(num_layers\*num_directions, batch, hidden_size\)"
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru", "gru_reset_before"])
+def test_a_one_state_layer_given_an_lstm_pair(kind):
+    layer = KINDS[kind]()
+    name = type(layer).__name__
+    x, h = mg.zeros(5, B, IN), mg.zeros(1, B, H)
+    message = rf"{name}: h0 must be a tensor of shape {STATE} = \(1, {B}, {H}\), got a tuple"
+    with pytest.raises(TypeError, match=message + r" of 2; \(h0, c0\) is an LSTM's state"):
+        layer(x, (h, h))
+    with pytest.raises(TypeError, match=rf"{name}: h0 must be a tensor .* got a list of 1$"):
+        layer(x, [h])
+    # A nested list of numbers is still an array-like state, checked by its shape.
+    assert layer(x, h.data.tolist())[1].shape == (1, B, H)
+
+
+def test_an_lstm_given_one_tensor_or_a_wrong_tuple():
+    lstm = LSTM(IN, H, num_layers=2, bidirectional=True)
+    x, h = mg.zeros(5, B, IN), mg.zeros(4, B, H)
+    pair = rf"LSTM: the initial state must be a pair \(h0, c0\) of tensors of shape {STATE} = "
+    with pytest.raises(TypeError, match=pair + rf"\(4, {B}, {H}\) each, got a tensor of shape "
+                       rf"\(4, {B}, {H}\)"):  # fmt: skip
+        lstm(x, h)
+    with pytest.raises(TypeError, match=pair + r".* got a tuple of 3"):
+        lstm(x, (h, h, h))
+    with pytest.raises(TypeError, match=pair + r".* got a tuple of 1"):
+        lstm(x, (h,))
+    with pytest.raises(ValueError, match=rf"LSTM: Expected c0 of shape {STATE} = "
+                       rf"\(4, {B}, {H}\), got \({B}, {H}\)"):  # fmt: skip
+        lstm(x, (h, mg.zeros(B, H)))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_wrong_shapes_name_the_layer_and_the_expected_shapes(kind):
+    layer = KINDS[kind](num_layers=2, bidirectional=True)
+    name = type(layer).__name__
+    states = lambda *shape: tuple(mg.zeros(*shape) for _ in range(layer.n_states))
+    wrap = lambda s: s if layer.n_states == 2 else s[0]
+    with pytest.raises(ValueError, match=rf"{name}: Expected h0 of shape {STATE} = "
+                       rf"\(4, {B}, {H}\), got \(2, {B}, {H}\)"):  # fmt: skip
+        layer(mg.zeros(5, B, IN), wrap(states(2, B, H)))
+    # unbatched input: the states have no batch dim either
+    unbatched = r"\(num_layers\*num_directions, hidden_size\)"
+    with pytest.raises(ValueError, match=rf"{name}: Expected h0 of shape {unbatched} = "
+                       rf"\(4, {H}\), got \(4, 1, {H}\)"):  # fmt: skip
+        layer(mg.zeros(5, IN), wrap(states(4, 1, H)))
+    assert layer(mg.zeros(5, IN), wrap(states(4, H)))[0].shape == (5, 2 * H)
+    with pytest.raises(ValueError, match=rf"{name}: input.size\(-1\) must be equal to "
+                       rf"input_size. Expected {IN}, got 7"):  # fmt: skip
+        layer(mg.zeros(5, B, 7))
+    for shape in [(IN,), (5, B, 1, IN), ()]:
+        with pytest.raises(ValueError, match=rf"{name}: expected a 3-D input of shape "
+                           rf"\(seq, batch, {IN}\) or an unbatched 2-D \(seq, {IN}\), "
+                           rf"got shape {re.escape(str(shape))}"):  # fmt: skip
+            layer(mg.zeros(*shape))
+    batch_first = KINDS[kind](batch_first=True)
+    with pytest.raises(ValueError, match=rf"3-D input of shape \(batch, seq, {IN}\)"):
+        batch_first(mg.zeros(1, 1, 1, IN))
+
+
+CELLS = {
+    "RNNCell": lambda: RNNCell(IN, H),
+    "LSTMCell": lambda: LSTMCell(IN, H),
+    "GRUCell": lambda: GRUCell(IN, H),
+    "GRUCell(reset_after=False)": lambda: GRUCell(IN, H, reset_after=False),
+}
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_cell_errors_name_the_cell_and_the_expected_shapes(kind):
+    cell = CELLS[kind]()
+    name = type(cell).__name__
+    x, h = mg.zeros(B, IN), mg.zeros(B, H)
+    if cell.n_states == 2:
+        pair = rf"{name}: the state must be a pair \(h, c\) of tensors of shape "
+        with pytest.raises(TypeError, match=pair + rf"\(batch, hidden_size\) = \({B}, {H}\) "
+                           rf"each, got a tensor of shape \({B}, {H}\)"):  # fmt: skip
+            cell(x, h)
+        with pytest.raises(TypeError, match=pair + r".* got a tuple of 1"):
+            cell(x, (h,))
+        with pytest.raises(TypeError, match=pair + rf"\(hidden_size,\) = \({H},\) each"):
+            cell(mg.zeros(IN), mg.zeros(H))  # unbatched
+        good, wrong = (lambda s: (s, s)), (lambda s, ok=h: (ok, s))
+    else:
+        with pytest.raises(TypeError, match=rf"{name}: h must be a tensor of shape \(batch, "
+                           rf"hidden_size\) = \({B}, {H}\), got a tuple of 2; \(h, c\) is an "
+                           rf"LSTMCell's state"):  # fmt: skip
+            cell(x, (h, h))
+        good, wrong = (lambda s: s), (lambda s, ok=h: s)
+    what = "c" if cell.n_states == 2 else "h"
+    with pytest.raises(ValueError, match=rf"{name}: {what} must have shape \({B}, {H}\) for "
+                       rf"input of shape \({B}, {IN}\), got \(1, {B}, {H}\)"):  # fmt: skip
+        cell(x, wrong(mg.zeros(1, B, H)))
+    with pytest.raises(ValueError, match=rf"{name}: {what} must have shape \({H},\) for input "
+                       rf"of shape \({IN},\), got \({B}, {H}\)"):  # fmt: skip
+        cell(mg.zeros(IN), wrong(h, mg.zeros(H)))
+    with pytest.raises(ValueError, match=rf"{name}: input has 7 features but input_size is {IN}"):
+        cell(mg.zeros(B, 7), good(h))
+    for shape in [(), (1, B, IN)]:
+        with pytest.raises(ValueError, match=rf"{name}: expected input of shape \(batch, {IN}\) "
+                           rf"or \({IN},\), got {re.escape(str(shape))}"):  # fmt: skip
+            cell(mg.zeros(*shape))
+    out = cell(x, good(h))
+    assert (out[0] if cell.n_states == 2 else out).shape == (B, H)
