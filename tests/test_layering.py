@@ -1,6 +1,7 @@
 """The import arrows point one way: kernels <- ops <- tensor/autograd <- nn/optim <- models
-<- examples (DESIGN.md). Checked on the source with `ast`, so nothing is imported or run;
-packages that do not exist yet are simply not there to check.
+<- examples, so each layer can be read and tested without the ones above it. Checked on the
+source with `ast`, so nothing is imported or run; packages that do not exist yet are simply
+not there to check.
 """
 
 import ast
