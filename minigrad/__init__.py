@@ -4,31 +4,30 @@ from . import graph, nn, optim
 from .allocator import reuse_freed_memory
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint
-from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
-from .fusion import fuse
-from .gradcheck import GradcheckError, gradcheck
-from .random import manual_seed
-from .serialization import load, save
-from .tensor import (
-    Tensor,
+from .creation import (
     arange,
-    as_tensor,
-    cat,
-    chunk,
+    empty,
     full,
-    matmul,
     ones,
     ones_like,
     rand,
     randint,
     randn,
-    split,
-    stack,
     tensor,
-    where,
     zeros,
     zeros_like,
 )
+from .device import device
+from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
+from .functions import cat, chunk, matmul, split, stack, where
+from .fusion import fuse
+from .gradcheck import GradcheckError, gradcheck
+from .random import manual_seed
+from .serialization import load, save
+from .tensor import Tensor, as_tensor
+
+# PyTorch's dtype names (they shadow the builtins only as attributes of this module).
+float, double, long, int, bool = float32, float64, int64, int32, bool_  # noqa: A001
 
 __version__ = "0.1.0"
 

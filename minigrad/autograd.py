@@ -84,6 +84,74 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
 wrap_output = None  # set by tensor.py to Tensor._wrap (tensor.py imports this module)
 
 
+# ----- version counters: in-place writes must not change what a node saved for backward -------
+# Each tensor's `_vc` is a list [count, shared]: `count` goes up at every in-place write,
+# `shared` is set once a view (same memory, another tensor) exists. Views share the list, so a
+# write through either bumps both, as with PyTorch's version counter.
+
+
+def version_counter(t) -> list:
+    vc = t._vc
+    if vc is None:
+        vc = t._vc = [0, False]
+    return vc
+
+
+def bump_version(t) -> None:
+    """Record an in-place write into t's memory (only counted once something guards it)."""
+    vc = t._vc
+    if vc is not None:
+        vc[0] += 1
+
+
+def _root(a):
+    return a if a.base is None else a.base
+
+
+def share_version_with_view(tensors, result) -> None:
+    """`result` is a view of an input's memory: give it that input's counter."""
+    root = _root(result.data)
+    for t in tensors:
+        if _root(t.data) is root:
+            vc = version_counter(t)
+            vc[1] = True
+            result._vc = vc
+            return
+
+
+def _arrays(saved):
+    for a in saved if type(saved) in (tuple, list) else (saved,):
+        if type(a) is np.ndarray:
+            yield a
+        elif type(a) in (tuple, list):
+            yield from (b for b in a if type(b) is np.ndarray)
+
+
+def guard_saved(saved, tensors, result) -> tuple | None:
+    """Record the version of each input (or the output) whose memory `saved` holds."""
+    roots = {id(_root(a)) for a in _arrays(saved)}
+    guards = [
+        (version_counter(t), t._vc[0], f"input {i} (shape {t.data.shape})")
+        for i, t in enumerate(tensors)
+        if id(_root(t.data)) in roots
+    ]
+    if id(_root(result.data)) in roots:
+        guards.append((version_counter(result), 0, f"its output (shape {result.data.shape})"))
+    return tuple(guards) if guards else None
+
+
+def _check_versions(node) -> None:
+    for vc, seen, what in node.versions:
+        if vc[0] != seen:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"in-place operation: {what} of {node.name} is at version {vc[0]}, it was at "
+                f"version {seen} when {node.name} saved it. Write the new value into a new "
+                "tensor (x = x + 1 instead of x += 1, or clone it before the in-place write), "
+                "or run the in-place update (an optimizer step) after backward()."
+            )
+
+
 class Function:
     """One op: `forward` on arrays and `backward` from the output gradient, side by side.
 
@@ -94,6 +162,7 @@ class Function:
 
     # Defaults shared by every node (a recorded node sets inputs, shapes and needs itself).
     saved = None
+    versions = None  # (counter, version when saved, what) per tensor whose data `saved` holds
     hooks = None  # tensor hooks registered on this node's output
     retained = None  # weakref to the output tensor, if retain_grad() was called on it
     freed = False
@@ -117,6 +186,8 @@ class Function:
         if state.anomaly:
             _check_finite(out, f"forward of {fn.name}")
         result = wrap_output(out)
+        if out.base is not None:
+            share_version_with_view(tensors, result)
         if state.tracer is not None:
             state.tracer.append((cls, tensors, kwargs, result))
         if state.grad_enabled:
@@ -130,23 +201,28 @@ class Function:
                 ]
                 fn.shapes = tuple([t.data.shape for t in tensors])
                 fn.needs = needs
+                if fn.saved is not None:
+                    fn.versions = guard_saved(fn.saved, tensors, result)
                 result._requires_grad = True
                 result._node = fn
         return result
 
 
 def _collect(root: Function) -> dict:
-    """Count, for every node reachable from root, how many consumers will send it a gradient."""
+    """Count, for every node and leaf reachable from root, how many consumers will send it a
+    gradient: each is processed once that many have arrived."""
     pending = {root: 0}
     stack = [root]
     while stack:
         node = stack.pop()
         for parent in node.inputs:
-            if isinstance(parent, Function):
-                if parent in pending:
-                    pending[parent] += 1
-                else:
-                    pending[parent] = 1
+            if parent is None:
+                continue
+            if parent in pending:
+                pending[parent] += 1
+            else:
+                pending[parent] = 1
+                if isinstance(parent, Function):
                     stack.append(parent)
     return pending
 
@@ -207,6 +283,16 @@ def _dense(g, dtype=None) -> np.ndarray:
     return np.array(g, dtype=dtype, copy=True)
 
 
+def _add_into(buf: np.ndarray, g) -> None:
+    """buf += g, for each kind of gradient the engine passes around."""
+    if type(g) is SparseGrad:
+        g.add_into(buf)
+    elif type(g) is ProductGrad:
+        buf += g.dense()
+    else:
+        buf += g
+
+
 def _merge(grads: dict, owned: set, key, g) -> None:
     """Add gradient g into grads[key]; only engine-allocated (owned) buffers are written into."""
     buf = grads.get(key)
@@ -220,48 +306,71 @@ def _merge(grads: dict, owned: set, key, g) -> None:
         buf = _dense(buf)
         grads[key] = buf
         owned.add(key)
-    if type(g) is SparseGrad:
-        g.add_into(buf)
-    elif type(g) is ProductGrad:
-        buf += g.dense()
-    else:
-        buf += g
+    _add_into(buf, g)
+
+
+class PostAccumulateGradHook:
+    """A leaf's hook(tensor), called once its `.grad` holds the whole gradient of a backward."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+def _hook_name(hook) -> str:
+    return getattr(hook, "__qualname__", None) or repr(hook)
+
+
+def run_hook(hook, grad: np.ndarray, what: str) -> np.ndarray:
+    """A tensor hook may return a new gradient: it must keep the shape (and be an array)."""
+    new = hook(grad)
+    if new is None:
+        return grad
+    new = np.asarray(getattr(new, "data", new))
+    if new.shape != grad.shape:
+        raise RuntimeError(
+            f"hook {_hook_name(hook)} registered on {what} returned a gradient of shape "
+            f"{new.shape}; it must keep the gradient's shape {grad.shape}"
+        )
+    return new if new.dtype == grad.dtype else new.astype(grad.dtype)
 
 
 def _accumulate_leaf(leaf, grad) -> None:
     dtype = leaf.data.dtype
-    if leaf._hooks:
+    hooks = leaf._hooks
+    if hooks:
         grad = grad if type(grad) is np.ndarray else _dense(grad, dtype)
-        for hook in leaf._hooks:
-            new = hook(grad)
-            grad = grad if new is None else np.asarray(new)
+        for hook in hooks:
+            if type(hook) is not PostAccumulateGradHook:
+                grad = run_hook(hook, grad, f"a leaf tensor of shape {leaf.data.shape}")
     if leaf.grad is None:
         # A private copy: the same array may be another edge's gradient, and .grad is added into.
         leaf.grad = _dense(grad, dtype)
-    elif type(grad) is SparseGrad:
-        grad.add_into(leaf.grad)
-    elif type(grad) is ProductGrad:
-        leaf.grad += grad.dense()
     else:
-        leaf.grad += grad
+        _add_into(leaf.grad, grad)
+    if hooks:
+        for hook in hooks:
+            if type(hook) is PostAccumulateGradHook:
+                hook.fn(leaf)
 
 
-def _edge_without_gradient(node: Function, pending: dict, grads: dict, ready: list) -> None:
-    """A consumer of `node` sent it no gradient (its backward returned None for it).
+def _edge_without_gradient(start, pending: dict, grads: dict, ready: list) -> None:
+    """A consumer of `start` sent it no gradient (its backward returned None for it).
 
-    Count the edge as done, or `node` would wait forever and gradients from its other
+    Count the edge as done, or `start` would wait forever and gradients from its other
     consumers would never flow on. A node none of whose consumers sent a gradient passes the
     same on to its own inputs (iteratively, like the rest of the engine).
     """
-    stack = [node]
+    stack = [start]
     while stack:
         node = stack.pop()
         pending[node] -= 1
         if pending[node] == 0:
             if node in grads:
                 ready.append(node)
-            else:
-                stack.extend(p for p in node.inputs if isinstance(p, Function))
+            elif isinstance(node, Function):
+                stack.extend(p for p in node.inputs if p is not None)
 
 
 def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
@@ -272,12 +381,17 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     pending = _collect(node)
     grads = {node: grad}  # node or leaf tensor -> its gradient so far
     owned = set()  # keys whose buffer in `grads` the engine allocated
-    leaves = []  # leaves reached, in order; they are accumulated once, at the end
-    ready = [node]
+    ready = [node]  # nodes and leaves all of whose gradient has arrived
     anomaly = _state.anomaly
     while ready:
         node = ready.pop()
         g = grads.pop(node)
+        if not isinstance(node, Function):
+            # A leaf, complete once its last consumer has run (a weight shared by T steps has
+            # its T terms summed first): hooks, .grad, then post-accumulate hooks, which may
+            # start communicating this gradient while backward goes on.
+            _accumulate_leaf(node, g)
+            continue
         if type(g) in _LAZY:
             g = g.dense()
         if node.freed:
@@ -287,12 +401,13 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
             )
         if node.hooks:
             for hook in node.hooks:
-                new = hook(g)
-                g = g if new is None else np.asarray(new)
+                g = run_hook(hook, g, f"the output of {node.name}")
         if node.retained is not None:
             kept = node.retained()
             if kept is not None:
                 kept.grad = g.copy() if kept.grad is None else kept.grad + g
+        if node.versions is not None:
+            _check_versions(node)
         in_grads = node.backward(g)
         if not retain_graph:
             node.saved = None  # release the activations as soon as they are used
@@ -300,10 +415,8 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
         for parent, shape, ig in zip(node.inputs, node.shapes, in_grads, strict=False):
             if parent is None:
                 continue
-            is_node = isinstance(parent, Function)
             if ig is None:  # no gradient on this edge; the parent must still count it as done
-                if is_node:
-                    _edge_without_gradient(parent, pending, grads, ready)
+                _edge_without_gradient(parent, pending, grads, ready)
                 continue
             lazy = type(ig) in _LAZY
             if not lazy and ig.shape != shape:
@@ -315,13 +428,7 @@ def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
                 _merge(grads, owned, parent, ig)
             else:
                 grads[parent] = ig  # may alias another edge's gradient: not ours to write into
-                if not is_node:
-                    leaves.append(parent)
-            if is_node:
-                left = pending[parent] - 1
-                pending[parent] = left
-                if left == 0:
-                    ready.append(parent)
-    # Leaves last: a weight shared by T steps gets its T terms summed before its hooks run.
-    for leaf in leaves:
-        _accumulate_leaf(leaf, grads.pop(leaf))
+            left = pending[parent] - 1
+            pending[parent] = left
+            if left == 0:
+                ready.append(parent)

@@ -11,11 +11,12 @@ import weakref
 import numpy as np
 
 from . import autograd, dtypes
-from . import random as _random
+from .inplace import InPlaceMethods, setitem
 from .ops import elementwise as E
-from .ops import matmul as M
 from .ops import reduce as R
 from .ops import shape as S
+from .shape_methods import ShapeMethods
+from .torch_methods import TorchMethods
 
 
 def _axis_args(axis, keepdims, dim, keepdim):
@@ -23,8 +24,9 @@ def _axis_args(axis, keepdims, dim, keepdim):
     return (axis if dim is None else dim), (keepdims if keepdim is None else keepdim)
 
 
-class Tensor:
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_hooks", "__weakref__")
+class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
+    # _vc: the version counter shared with views, made when first needed (autograd.py).
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_hooks", "_vc", "__weakref__")
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not NumPy
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
@@ -47,6 +49,7 @@ class Tensor:
         self._requires_grad = False
         self._node = None
         self._hooks = None
+        self._vc = None
         self.requires_grad = requires_grad
 
     @classmethod
@@ -58,6 +61,7 @@ class Tensor:
         t._requires_grad = False
         t._node = None
         t._hooks = None
+        t._vc = None
         return t
 
     # ----- autograd -------------------------------------------------------------------------
@@ -106,7 +110,15 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (truncated BPTT carries state this way)."""
-        return Tensor._wrap(self.data)
+        t = Tensor._wrap(self.data)
+        t._vc = vc = autograd.version_counter(self)  # the same memory: one version counter
+        vc[1] = True
+        return t
+
+    @property
+    def _version(self) -> int:
+        """How many in-place writes this tensor's memory has had (PyTorch's `_version`)."""
+        return 0 if self._vc is None else self._vc[0]
 
     def retain_grad(self) -> None:
         """Keep `.grad` on a non-leaf after backward (leaves always keep theirs)."""
@@ -114,13 +126,24 @@ class Tensor:
             self._node.retained = weakref.ref(self)
 
     def register_hook(self, hook) -> None:
-        """hook(grad) -> new grad or None, called when this tensor's gradient is computed."""
+        """hook(grad) -> new grad of the same shape, or None; called when this tensor's
+        gradient is computed."""
         if not self._requires_grad:
             raise RuntimeError("register_hook on a tensor that does not require grad")
         if self._node is not None:
             self._node.hooks = (self._node.hooks or []) + [hook]
         else:
             self._hooks = (self._hooks or []) + [hook]
+
+    def register_post_accumulate_grad_hook(self, hook) -> None:
+        """hook(tensor), called on a leaf once backward has accumulated its whole gradient
+        into `.grad` (data-parallel training starts communicating it there)."""
+        if not self._requires_grad or self._node is not None:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: only leaf tensors that require grad have "
+                "their gradient accumulated"
+            )
+        self._hooks = (self._hooks or []) + [autograd.PostAccumulateGradHook(hook)]
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -170,8 +193,6 @@ class Tensor:
         if self._requires_grad and dtype.kind == "f":
             return Cast.apply(self, dtype=dtype)
         return Tensor._wrap(self.data.astype(dtype))
-
-    to = astype
 
     def float(self) -> Tensor:
         return self.astype(dtypes.float32)
@@ -326,91 +347,31 @@ class Tensor:
         axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
         return R.LogSumExp.apply(self, axis=axis, keepdims=keepdims)
 
-    def argmax(self, axis=None):
-        return Tensor._wrap(np.argmax(self.data, axis=axis))
+    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return Tensor._wrap(np.argmax(self.data, axis=axis, keepdims=keepdims))
 
-    def argmin(self, axis=None):
-        return Tensor._wrap(np.argmin(self.data, axis=axis))
-
-    # ----- shape ----------------------------------------------------------------------------
-    def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        if tuple(shape) == self.shape:
-            return self
-        return S.Reshape.apply(self, shape=tuple(shape))
-
-    view = reshape
-
-    def flatten(self, start_dim: int = 0):
-        start = start_dim % max(self.ndim, 1)
-        return self.reshape(self.shape[:start] + (-1,))
-
-    def permute(self, *axes):
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return S.Permute.apply(self, axes=tuple(axes))
-
-    def transpose(self, dim0: int = -2, dim1: int = -1):
-        if self.ndim < 2:
-            return self
-        axes = list(range(self.ndim))
-        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-        return S.Permute.apply(self, axes=tuple(axes))
-
-    @property
-    def T(self):
-        return self if self.ndim < 2 else S.Permute.apply(self, axes=None)
-
-    def expand(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        # PyTorch's -1 keeps a dim as it is.
-        lead = len(shape) - self.ndim
-        shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
-        if shape == self.shape:
-            return self
-        return S.Expand.apply(self, shape=shape)
-
-    def broadcast_to(self, shape):
-        return self.expand(tuple(shape))
-
-    def squeeze(self, axis=None, *, dim=None):
-        axis = axis if dim is None else dim
-        if axis is None:
-            shape = tuple(n for n in self.shape if n != 1)
-        else:
-            axes = R.normalize_axes(axis, self.ndim, "squeeze")
-            for a in axes:
-                if self.shape[a] != 1:
-                    raise ValueError(f"squeeze: dim {a} of shape {self.shape} is not 1")
-            shape = tuple(n for i, n in enumerate(self.shape) if i not in axes)
-        return self.reshape(shape)
-
-    def unsqueeze(self, axis: int):
-        if not -self.ndim - 1 <= axis <= self.ndim:
-            raise ValueError(f"unsqueeze: axis {axis} out of range for {self.ndim} dims")
-        axis = axis % (self.ndim + 1)
-        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+    def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return Tensor._wrap(np.argmin(self.data, axis=axis, keepdims=keepdims))
 
     def __getitem__(self, index):
         return S.GetItem.apply(self, index=_as_index(index))
 
     def __setitem__(self, index, value):
-        if self._requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError(
-                "in-place assignment to a tensor that requires grad would corrupt its graph; "
-                "build a new tensor (mg.where, mg.cat) or assign under mg.no_grad()"
-            )
-        self.data[_as_index(index)] = value.data if isinstance(value, Tensor) else value
+        setitem(self, _as_index(index), value)
 
-    def split(self, split_size, axis: int = 0, *, dim=None):
-        axis = axis if dim is None else dim
-        return split(self, split_size, axis)
+    def __iadd__(self, other):
+        return self.add_(other)
 
-    def chunk(self, chunks: int, axis: int = 0, *, dim=None):
-        axis = axis if dim is None else dim
-        return chunk(self, chunks, axis)
+    def __isub__(self, other):
+        return self.sub_(other)
 
-    def matmul(self, other):
-        return matmul(self, other)
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
 
 
 class Cast(autograd.Function):
@@ -503,118 +464,4 @@ def _as_index(index):
 autograd.wrap_output = Tensor._wrap  # ops make Tensors without importing this module
 
 
-# ----- functions on tensors ---------------------------------------------------------------------
-def matmul(a, b) -> Tensor:
-    a = as_tensor(a)
-    b = as_tensor(b, like=a)
-    return M.MatMul.apply(a, b)
-
-
-def where(cond, x, y) -> Tensor:
-    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
-    if cond.dtype != np.bool_:
-        raise TypeError(f"where: the condition must be boolean, got {cond.dtype}")
-    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
-        x = as_tensor(x)
-    x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
-    y = as_tensor(y, like=x)
-    try:
-        np.broadcast_shapes(cond.shape, x.shape, y.shape)
-    except ValueError:
-        raise ValueError(
-            f"where: shapes cond {cond.shape}, x {x.shape}, y {y.shape} cannot be broadcast"
-        ) from None
-    return E.Where.apply(x, y, cond=cond)
-
-
-def cat(tensors, axis: int = 0, *, dim=None) -> Tensor:
-    tensors = [as_tensor(t) for t in tensors]
-    if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
-    return S.Cat.apply(*tensors, axis=axis if dim is None else dim)
-
-
-def stack(tensors, axis: int = 0, *, dim=None) -> Tensor:
-    tensors = [as_tensor(t) for t in tensors]
-    if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
-    return S.Stack.apply(*tensors, axis=axis if dim is None else dim)
-
-
-def split(x: Tensor, split_size, axis: int = 0) -> list:
-    """PyTorch's split: an int is the size of each piece (the last may be smaller),
-    a list gives each piece's size and must add up to the dim."""
-    n = x.shape[axis]
-    if isinstance(split_size, (int, np.integer)):
-        if split_size <= 0:
-            raise ValueError(f"split: split_size must be positive, got {split_size}")
-        sizes = [min(split_size, n - s) for s in range(0, n, split_size)]
-    else:
-        sizes = list(split_size)
-        if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to dim {axis} of {x.shape}")
-    pieces, start = [], 0
-    lead = (slice(None),) * (axis % x.ndim)
-    for size in sizes:
-        pieces.append(x[lead + (slice(start, start + size),)])
-        start += size
-    return pieces
-
-
-def chunk(x: Tensor, chunks: int, axis: int = 0) -> list:
-    if chunks <= 0:
-        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
-    n = x.shape[axis]
-    return split(x, max(1, -(-n // chunks)), axis)
-
-
-# ----- constructors -------------------------------------------------------------------------------
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
-
-
-def _shape(shape):
-    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-
-
-def _float_dtype(dtype):
-    return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
-
-
-def zeros(*shape, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.zeros(_shape(shape), _float_dtype(dtype)), requires_grad=requires_grad)
-
-
-def ones(*shape, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.ones(_shape(shape), _float_dtype(dtype)), requires_grad=requires_grad)
-
-
-def full(shape, value, dtype=None, requires_grad=False) -> Tensor:
-    return Tensor(np.full(shape, value, _float_dtype(dtype)), requires_grad=requires_grad)
-
-
-def zeros_like(t: Tensor, requires_grad=False) -> Tensor:
-    return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
-
-
-def ones_like(t: Tensor, requires_grad=False) -> Tensor:
-    return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
-
-
-def arange(start, stop=None, step=1, dtype=None) -> Tensor:
-    arr = np.arange(start, stop, step) if stop is not None else np.arange(start)
-    return Tensor(arr, dtype=dtype)
-
-
-def randn(*shape, dtype=None, requires_grad=False) -> Tensor:
-    arr = _random.generator().standard_normal(_shape(shape)).astype(_float_dtype(dtype))
-    return Tensor(arr, requires_grad=requires_grad)
-
-
-def rand(*shape, dtype=None, requires_grad=False) -> Tensor:
-    arr = _random.generator().random(_shape(shape)).astype(_float_dtype(dtype))
-    return Tensor(arr, requires_grad=requires_grad)
-
-
-def randint(low, high, shape) -> Tensor:
-    return Tensor(_random.generator().integers(low, high, size=shape, dtype=np.int64))
+from .functions import matmul  # noqa: E402 (functions.py builds on Tensor)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import random as _random
+from ..autograd import bump_version
 from ..tensor import Tensor
 
 
@@ -17,6 +18,7 @@ def _fill(tensor, values):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init: expected a Tensor, got {type(tensor).__name__}")
     tensor.data[...] = values  # in place: the dtype and any aliases are kept
+    bump_version(tensor)
     return tensor
 
 

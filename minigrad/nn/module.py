@@ -10,7 +10,10 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import dtypes
+from ..autograd import bump_version
+from ..device import check_device
 from ..tensor import Tensor
+from ..torch_methods import parse_to_arguments
 
 
 class Parameter(Tensor):
@@ -211,9 +214,14 @@ class Module:
         return self
 
     # ----- dtype --------------------------------------------------------------------------------
-    def to(self, dtype):
-        """Cast every floating parameter, gradient and buffer to dtype, in place (the Parameter
-        objects stay the same, so an optimizer built earlier still holds them)."""
+    def to(self, *args, **kwargs):
+        """Cast every floating parameter, gradient and buffer to a dtype, in place (the Parameter
+        objects stay the same, so an optimizer built earlier still holds them). As in PyTorch,
+        to(dtype), to(device), to(device, dtype) and keywords; the only device is the CPU."""
+        dtype, dev, _ = parse_to_arguments(args, kwargs)
+        check_device(dev, f"{type(self).__name__}.to")
+        if dtype is None:
+            return self
         dtype = dtypes.as_dtype(dtype)
         if dtype.kind != "f":
             raise TypeError(f"to: modules can only be cast to a float dtype, got {dtype}")
@@ -229,6 +237,9 @@ class Module:
 
     def float(self):
         return self.to(dtypes.float32)
+
+    def cpu(self):
+        return self
 
     # ----- state --------------------------------------------------------------------------------
     def _state_tensors(self, prefix=""):
@@ -281,6 +292,7 @@ class Module:
             )
         for name, arr in values.items():
             np.copyto(own[name].data, arr, casting="unsafe")
+            bump_version(own[name])
         return IncompatibleKeys(missing, unexpected)
 
     # ----- printing -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ update in place on `p.data` under no_grad.
 
 import numpy as np
 
-from ..autograd import enable_grad, no_grad
+from ..autograd import bump_version, enable_grad, no_grad
 from ..tensor import Tensor
 
 
@@ -73,6 +73,7 @@ class Optimizer:
                 for p in group["params"]:
                     if p.grad is not None:
                         self._update(p, p.grad, self.state.setdefault(p, {}), group)
+                        bump_version(p)  # a graph that saved p before the step must not use it
         return loss
 
     def _update(self, p, grad, state, group):

@@ -1,0 +1,82 @@
+"""Tensor constructors, with PyTorch's signatures (`device=` accepts the CPU only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+from . import random as _random
+from .device import check_device
+from .tensor import Tensor
+
+
+def _shape(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+
+
+def _float_dtype(dtype):
+    return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    check_device(device, "tensor")
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_device(device, "zeros")
+    return Tensor(np.zeros(_shape(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_device(device, "ones")
+    return Tensor(np.ones(_shape(shape), _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Zeros: minigrad never hands out uninitialised memory."""
+    check_device(device, "empty")
+    return zeros(*shape, dtype=dtype, requires_grad=requires_grad)
+
+
+def full(shape, value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_device(device, "full")
+    return Tensor(np.full(shape, value, _float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def _like(fill, name, t, dtype, device, requires_grad):
+    check_device(device, name)
+    dtype = t.dtype if dtype is None else dtypes.as_dtype(dtype)
+    return Tensor(fill(t.shape, dtype), requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(np.zeros, "zeros_like", t, dtype, device, requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(np.ones, "ones_like", t, dtype, device, requires_grad)
+
+
+def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
+    check_device(device, "arange")
+    arr = np.arange(start, stop, step) if stop is not None else np.arange(start)
+    return Tensor(arr, dtype=dtype)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_device(device, "randn")
+    arr = _random.generator().standard_normal(_shape(shape)).astype(_float_dtype(dtype))
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_device(device, "rand")
+    arr = _random.generator().random(_shape(shape)).astype(_float_dtype(dtype))
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def randint(low, high, shape, dtype=None, device=None) -> Tensor:
+    check_device(device, "randint")
+    arr = _random.generator().integers(low, high, size=shape, dtype=np.int64)
+    return Tensor(arr, dtype=dtype)

@@ -1,0 +1,227 @@
+"""In-place writes: index assignment recorded in the graph, and the `add_` family outside it.
+
+Every in-place write bumps the tensor's version counter (see autograd.py), so a node that saved
+the old values for its backward refuses to run on the new ones instead of computing a wrong
+gradient. `x[index] = value` on a tensor in a graph is itself an op (SetItem, PyTorch's
+CopySlices): the gradient reaching x afterwards flows to `value` at `index` and to x's earlier
+value everywhere else. The `add_` family is for updates outside autograd (optimizer-like code,
+running statistics, initialisation): while gradients are recorded it refuses a tensor that
+requires grad, rather than recording something else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd
+from .autograd import Function, bump_version, version_counter
+
+
+class SetItem(Function):
+    """x[index] = v, in place; x's gradient is g with index zeroed, v's is g[index]."""
+
+    def forward(self, x, v, index=None):
+        self.index, self.v_shape, self.v_dtype = index, v.shape, v.dtype
+        x[index] = v
+        return x
+
+    def backward(self, g):
+        index = self.index
+        gx = None
+        if self.needs[0]:
+            gx = np.array(g, copy=True)
+            gx[index] = 0
+        gv = None
+        if self.needs[1]:
+            gv = np.asarray(g[index])
+            # NumPy lets a value with extra leading 1-dims fill a smaller region.
+            if gv.ndim < len(self.v_shape):
+                gv = gv.reshape((1,) * (len(self.v_shape) - gv.ndim) + gv.shape)
+            gv = gv.astype(self.v_dtype, copy=False)
+        return gx, gv
+
+
+def _has_repeats(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    for p in parts:
+        if isinstance(p, np.ndarray) and p.dtype.kind in "iu" and p.size > 1:
+            if np.unique(p).size != p.size:
+                return True
+    return False
+
+
+def setitem(x, index, value) -> None:
+    """`x[index] = value`, recorded in the graph when either side needs a gradient."""
+    from .tensor import as_tensor
+
+    value = as_tensor(value, like=x)
+    _check_writable(x, "setitem (x[index] = value)")
+    try:  # NumPy's own rules, tried on a scratch array so that x is untouched on failure
+        np.zeros(x.shape, np.bool_)[index] = np.zeros(value.shape, np.bool_)
+    except (IndexError, ValueError) as e:
+        raise type(e)(
+            f"setitem: cannot assign a value of shape {value.shape} into x[index] of a tensor "
+            f"of shape {x.shape}: {e}"
+        ) from None
+    if value.dtype.kind == "f" and x.dtype.kind in "iub":
+        raise TypeError(
+            f"setitem: cannot assign a {value.dtype} value into a {x.dtype} tensor "
+            "(it would be truncated); convert one of them first"
+        )
+    if not (autograd.is_grad_enabled() and (x._requires_grad or value._requires_grad)):
+        x.data[index] = value.data
+        bump_version(x)
+        return
+    if autograd._state.tracer is not None:
+        raise RuntimeError(
+            "setitem: index assignment inside a function traced by mg.fuse is not supported; "
+            "build the result with mg.stack/mg.cat/mg.where instead"
+        )
+    if x.is_leaf and x._requires_grad:
+        raise RuntimeError(
+            f"setitem: x[index] = value on a leaf tensor that requires grad (shape {x.shape}) "
+            "would overwrite the values its gradient is taken with respect to; assign under "
+            "`with mg.no_grad():` (initialising a parameter), or into a copy (y = x * 1)"
+        )
+    vc = version_counter(x)
+    if x.data.base is not None or vc[1]:
+        raise RuntimeError(
+            f"setitem: x[index] = value on a tensor of shape {x.shape} that shares its memory "
+            "with another tensor (a view such as x[t], x.reshape(...), x.T or x.detach() was "
+            "taken) while gradients are recorded; minigrad does not rewrite the views' "
+            "gradients as PyTorch does. Collect the steps in a list and use mg.stack, or "
+            "assign into a fresh tensor (mg.zeros(...)) before taking views of it"
+        )
+    if value._requires_grad and _has_repeats(index):
+        raise ValueError(
+            "setitem: an index array with repeated positions in x[index] = value (only the "
+            "last write survives, so the gradient of the others is ambiguous) while gradients "
+            "are recorded; remove the repeats"
+        )
+    out = SetItem.apply(x, value.astype(x.dtype) if value.dtype != x.dtype else value, index=index)
+    # The write happened in x's own array: x becomes the op's output.
+    bump_version(x)
+    x._requires_grad, x._node = out._requires_grad, out._node
+
+
+def _check_writable(x, name: str) -> None:
+    if not x.data.flags.writeable:
+        raise RuntimeError(
+            f"{name}: this tensor of shape {x.shape} is a read-only view (made by expand or "
+            "broadcast_to, whose elements share memory); write into a copy instead"
+        )
+
+
+def _rebind(x, new, name: str) -> None:
+    """x becomes `new` (an in-place op while gradients are recorded, computed out of place).
+
+    The nodes that saved x's old array keep it untouched; x takes new memory and a fresh
+    version counter. Tensors sharing x's memory would not follow, so they are refused.
+    """
+    if autograd._state.tracer is not None:
+        raise RuntimeError(
+            f"{name}: in-place updates inside a function traced by mg.fuse are not supported; "
+            "write it out of place (x = x + y)"
+        )
+    if x.is_leaf and x._requires_grad:
+        raise RuntimeError(
+            f"{name}: in-place update of a leaf tensor that requires grad (shape {x.shape}) "
+            "while gradients are recorded; update it under `with mg.no_grad():` (as an "
+            "optimizer step does), or write it out of place"
+        )
+    if x.data.base is not None or (x._vc is not None and x._vc[1]):
+        raise RuntimeError(
+            f"{name}: in-place update of a tensor of shape {x.shape} that shares its memory "
+            "with another tensor (a view such as x[t], x.reshape(...) or x.detach()) while "
+            "gradients are recorded; write it out of place (x = x + y)"
+        )
+    if new.shape != x.shape:
+        raise ValueError(
+            f"{name}: the result has shape {new.shape}, which cannot be written in place into "
+            f"a tensor of shape {x.shape}"
+        )
+    if new.dtype != x.dtype:
+        new = new.astype(x.dtype)
+    x.data, x._node, x._requires_grad, x._vc = new.data, new._node, new._requires_grad, None
+
+
+class InPlaceMethods:
+    """`add_`, `mul_`, `copy_` ...: PyTorch's in-place updates.
+
+    Outside autograd (no_grad, or nothing requires grad) they write into the tensor's memory,
+    which views share. While gradients are recorded they are recorded too: computed out of
+    place and the tensor rebound to the result, for tensors that no view shares.
+    """
+
+    __slots__ = ()
+
+    def _inplace(self, name: str, other, values, graph):
+        """values(array of other) -> new array; graph(other as tensor) -> new tensor."""
+        recording = autograd.is_grad_enabled() and (
+            self._requires_grad or getattr(other, "_requires_grad", False)
+        )
+        if recording:
+            from .tensor import as_tensor
+
+            _rebind(self, graph(None if other is None else as_tensor(other, like=self)), name)
+            return self
+        _check_writable(self, name)
+        o = getattr(other, "data", other)
+        if isinstance(o, (bool, int, float)):
+            o = np.asarray(o, self.dtype if self.dtype.kind == "f" else None)
+        new = np.asarray(values(None if o is None else np.asarray(o)))
+        try:
+            shape = np.broadcast_shapes(self.shape, new.shape)
+        except ValueError:
+            shape = None
+        if shape != self.shape:
+            raise ValueError(
+                f"{name}: a value of shape {new.shape} cannot be written in place into a "
+                f"tensor of shape {self.shape} (it would change the shape)"
+            )
+        if not np.can_cast(new.dtype, self.dtype, "same_kind"):
+            raise TypeError(
+                f"{name}: the result has dtype {new.dtype}, which cannot be stored in place in "
+                f"a {self.dtype} tensor"
+            )
+        self.data[...] = new
+        bump_version(self)
+        return self
+
+    def add_(self, other, *, alpha=1):
+        return self._inplace(
+            "add_", other, lambda o: self.data + alpha * o, lambda o: self + alpha * o
+        )
+
+    def sub_(self, other, *, alpha=1):
+        return self._inplace(
+            "sub_", other, lambda o: self.data - alpha * o, lambda o: self - alpha * o
+        )
+
+    def mul_(self, other):
+        return self._inplace("mul_", other, lambda o: self.data * o, lambda o: self * o)
+
+    def div_(self, other):
+        return self._inplace("div_", other, lambda o: self.data / o, lambda o: self / o)
+
+    def clamp_(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp_: give at least one of min and max")
+        return self._inplace(
+            "clamp_", None, lambda _: np.clip(self.data, min, max), lambda _: self.clamp(min, max)
+        )
+
+    clip_ = clamp_
+
+    def fill_(self, value):
+        # In a graph: a constant, with a zero gradient to what the tensor was.
+        return self._inplace("fill_", value, lambda o: o, lambda o: self * 0 + o)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def copy_(self, src):
+        """Copy src's values (broadcast, converted to this dtype) into this tensor."""
+        return self._inplace(
+            "copy_", src, lambda o: o.astype(self.dtype), lambda o: o.astype(self.dtype) + self * 0
+        )
