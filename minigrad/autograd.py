@@ -119,30 +119,42 @@ def share_version_with_view(tensors, result) -> None:
             return
 
 
-def _arrays(saved):
+def guard_saved(saved, tensors, result) -> tuple | None:
+    """(counter, version now, input index or -1 for the output) for each input (or the output)
+    whose memory `saved` holds. Runs for every recorded node, hence the plain loops."""
+    roots = []
     for a in saved if type(saved) in (tuple, list) else (saved,):
         if type(a) is np.ndarray:
-            yield a
+            roots.append(a if a.base is None else a.base)
         elif type(a) in (tuple, list):
-            yield from (b for b in a if type(b) is np.ndarray)
-
-
-def guard_saved(saved, tensors, result) -> tuple | None:
-    """Record the version of each input (or the output) whose memory `saved` holds."""
-    roots = {id(_root(a)) for a in _arrays(saved)}
-    guards = [
-        (version_counter(t), t._vc[0], f"input {i} (shape {t.data.shape})")
-        for i, t in enumerate(tensors)
-        if id(_root(t.data)) in roots
-    ]
-    if id(_root(result.data)) in roots:
-        guards.append((version_counter(result), 0, f"its output (shape {result.data.shape})"))
+            roots += [b if b.base is None else b.base for b in a if type(b) is np.ndarray]
+    guards = []
+    for i, t in enumerate(tensors):
+        d = t.data
+        r = d if d.base is None else d.base
+        for x in roots:
+            if x is r:
+                vc = t._vc
+                if vc is None:
+                    vc = t._vc = [0, False]
+                guards.append((vc, vc[0], i))
+                break
+    d = result.data
+    r = d if d.base is None else d.base
+    for x in roots:
+        if x is r:
+            vc = result._vc
+            if vc is None:
+                vc = result._vc = [0, False]
+            guards.append((vc, 0, -1))
+            break
     return tuple(guards) if guards else None
 
 
 def _check_versions(node) -> None:
-    for vc, seen, what in node.versions:
+    for vc, seen, i in node.versions:
         if vc[0] != seen:
+            what = "its output" if i < 0 else f"input {i} (shape {node.shapes[i]})"
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an "
                 f"in-place operation: {what} of {node.name} is at version {vc[0]}, it was at "

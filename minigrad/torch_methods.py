@@ -18,8 +18,8 @@ from .device import CPU, check_device, device
 class Clone(Function):
     """A copy that stays in the graph (PyTorch's clone)."""
 
-    def forward(self, x):
-        return np.array(x, copy=True)
+    def forward(self, x, order="K"):
+        return np.array(x, copy=True, order=order)
 
     def backward(self, g):
         return (g,)
@@ -77,7 +77,7 @@ class TorchMethods:
         return self
 
     def contiguous(self):
-        return self if self.data.flags.c_contiguous else self.clone()
+        return self if self.data.flags.c_contiguous else Clone.apply(self, order="C")
 
     def _new(self, arr, dtype, dev, requires_grad, where):
         from .tensor import Tensor
