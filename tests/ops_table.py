@@ -582,7 +582,7 @@ OPS = [
 
 BINARY = [op for op in OPS if op.binary]
 
-# Explicit cases the brief names, checked whatever hypothesis draws.
+# Explicit index cases, the classic edge cases, checked whatever hypothesis draws.
 INDEX_EXAMPLES = [  # into an array of shape (4, 5, 3)
     1,
     -1,

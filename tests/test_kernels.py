@@ -14,13 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import minigrad as mg
+import minigrad.graph
 import minigrad.kernels as K
+from minigrad.kernels import formulas as F
 from minigrad.kernels import reference as R
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PATHS = ["numpy", "numba"]
 DTYPES = [np.float32, np.float64]
-JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
 
 # A first call compiles (about a second); hypothesis must not count that against a deadline.
 SETTINGS = settings(deadline=None, max_examples=60)
@@ -170,6 +172,84 @@ def test_sigmoid_of_integers_is_float64():
     np.testing.assert_allclose(K.sigmoid(np.array([0, 1])), [0.5, 1 / (1 + np.exp(-1))])
 
 
+# --- the formulas' copies, tied together over every binary exponent ------------------------------
+
+
+def grid(dtype):
+    """Three mantissas at every exponent from the smallest subnormal to the largest finite
+    value, both signs, and the special values."""
+    info = np.finfo(dtype)
+    exponents = np.arange(info.minexp - info.nmant, info.maxexp)
+    mantissas = np.array([1.0, 1.5, 2.0 - 2.0**-10], dtype)
+    positive = np.ldexp(mantissas[:, None], exponents[None, :]).ravel()
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.max, -info.max], dtype)
+    return np.concatenate([positive, -positive, special]).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_numba_kernel_and_its_numpy_twin_agree_everywhere(dtype):
+    x = grid(dtype)
+    with forced("numba"):
+        kernel = K.sigmoid(x)
+    assert_same(kernel, R.sigmoid(x))  # NaN where x is NaN, in both
+    finite = ~np.isnan(x)
+    info = np.finfo(dtype)
+    expected = exact_sigmoid(x[finite])
+    np.testing.assert_allclose(kernel[finite], expected, rtol=4 * info.eps, atol=info.tiny)
+
+
+@pytest.mark.parametrize("name", ["tanh_backward", "sigmoid_backward"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_kernels_equal_their_formula_everywhere(name, dtype):
+    """The Numba loop inlines the formula the NumPy path evaluates: equal bit for bit on every
+    exponent against every other, overflow to inf and NaN included."""
+    x = grid(dtype)
+    g, y = np.repeat(x, 7), np.tile(x, 7)[::-1].copy()
+    with np.errstate(all="ignore"), forced("numba"):  # inf * 0 and overflow are the point here
+        kernel = getattr(K, name)(g, y)
+    with np.errstate(all="ignore"):
+        assert_same(kernel, getattr(R, name)(g, y))
+
+
+@pytest.mark.needs_jit
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_sigmoid_agrees_with_the_kernel_everywhere(dtype):
+    """The fused loops' sigmoid (minigrad/fusion/scalar.py's in float32, libm's exp in
+    float64) against the kernel's, forward and backward, from subnormals to inf."""
+    x = grid(dtype)
+    x = x[~np.isnan(x)]
+    step = mg.fuse(lambda t: (t * 1).sigmoid() * 1)  # exact multiplications: three ops fuse
+    t = mg.tensor(x, requires_grad=True)
+    out = step(t)
+    assert [node.name for node in minigrad.graph.walk(out)[0]] == ["Fused(mul, sigmoid, mul)"]
+    out.sum().backward()
+    expected = K.sigmoid(x)
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    np.testing.assert_allclose(out.data, expected, rtol=4 * eps, atol=tiny)
+    # 1 - s amplifies a last-bit difference of s near 1: the gradient agrees to eps absolutely.
+    grad = K.sigmoid_backward(np.ones_like(expected), expected)
+    np.testing.assert_allclose(t.grad, grad, rtol=4 * eps, atol=2 * eps)
+
+
+@pytest.mark.parametrize("formula", [F.tanh_grad, F.sigmoid_grad])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fusion_template_computes_the_formula(formula, dtype):
+    """The fused loops' source is made from the formula; evaluated, it computes the formula."""
+    x = grid(dtype)
+    g, out = np.repeat(x, 5), np.tile(x, 5)
+    source = F.template(formula).format(g="g", out="out")
+    one = dtype(1)
+    with np.errstate(all="ignore"):
+        assert_same(eval(source, {"g": g, "out": out, "_1": one}), formula(g, out, one))
+
+
+def test_template_keeps_the_order_of_operations():
+    def formula(g, x, _2):
+        return -g / (_2 - x) + 1 - 3 * x
+
+    assert F.template(formula) == "((((-{g}) / (_2 - {x})) + 1) - (3 * {x}))"
+
+
 # --- sum_rows ----------------------------------------------------------------------------------
 
 
@@ -238,14 +318,14 @@ def test_index_add_matches_np_add_at(path, case, layout):
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_index_add_rows_embedding_gradient(path, dtype):
+def test_index_add_embedding_gradient(path, dtype):
     rng = np.random.default_rng(3)
     idx = rng.integers(0, 65, 2048)
     src = rng.standard_normal((2048, 64)).astype(dtype)
     out, expected = np.zeros((65, 64), dtype), np.zeros((65, 64), dtype)
     with forced(path):
-        K.index_add_rows(out, idx, src)
-    R.index_add_rows(expected, idx, src)
+        K.index_add(out, idx, src)
+    R.index_add(expected, idx, src)
     np.testing.assert_array_equal(out, expected)
 
 
@@ -310,10 +390,10 @@ def test_addmm_promotes_like_numpy():
 # --- the Numba layer itself --------------------------------------------------------------------
 
 
-@pytest.mark.skipif(JIT_DISABLED, reason="needs the JIT")
+@pytest.mark.needs_jit
 @pytest.mark.parametrize("name", ["tanh_backward", "sigmoid_backward", "relu_backward", "neg_abs"])
 def test_elementwise_kernels_vectorise(name):
-    """PERFORMANCE.md: a branch or a float64 constant in the loop body stops LLVM vectorising."""
+    """A branch or a float64 constant in the loop body would stop LLVM vectorising."""
     from numba import njit
 
     nb = K._compiled()

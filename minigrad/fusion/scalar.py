@@ -1,8 +1,8 @@
 """exp, tanh and sigmoid for one float32 element, written so that LLVM vectorises a loop of them.
 
 Inside `@njit`, `np.exp` and `np.tanh` are scalar calls into libm (pip's llvmlite has no SVML),
-which made a fused LSTM gate loop 15x slower than its arithmetic (PERFORMANCE.md). These use
-only arithmetic, selects and bit casts, so a loop of them becomes AVX vector code.
+which made a fused LSTM gate loop 15x slower than its arithmetic. These use only arithmetic,
+selects and bit casts, so a loop of them becomes AVX vector code.
 
 They compute in float64 and round once to float32 at the end: exp's range reduction and its
 degree-7 polynomial are accurate to ~1e-9 relative, far inside float32's rounding (6e-8), so

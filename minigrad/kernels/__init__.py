@@ -1,10 +1,10 @@
 """Hot kernels on plain NumPy arrays: Numba where it measurably wins, NumPy everywhere else.
 
-Every public function has NumPy semantics (its plain NumPy definition is in `reference.py`),
-takes arrays of any shape, and dispatches: the Numba kernel runs for float32/float64 inputs at
-or above the size in `MIN_SIZE` (from benchmarks/kernels.py: the size from which it beats the
-fastest NumPy expression), on contiguous copies where an input is a strided view. Other dtypes,
-mixed dtypes and broadcasting go to NumPy.
+Every public function has NumPy semantics, takes arrays of any shape, and dispatches: the
+Numba kernel runs for float32/float64 inputs at or above the size in `MIN_SIZE` (from
+benchmarks/kernels.py: the size from which it beats the fastest NumPy expression), on
+contiguous copies where an input is a strided view. Other dtypes, mixed dtypes and
+broadcasting go to the function's plain NumPy definition in `reference.py`.
 
 Nothing is compiled, and Numba is not even imported, until a call first takes a Numba path.
 With NUMBA_DISABLE_JIT=1 the kernels would run as Python loops, so every threshold is set to
@@ -24,7 +24,6 @@ __all__ = [
     "MIN_SIZE",
     "addmm",
     "index_add",
-    "index_add_rows",
     "relu_backward",
     "sigmoid",
     "sigmoid_backward",
@@ -95,8 +94,7 @@ def index_add(out, idx, src):
         and (idx.dtype.kind == "i" or (idx.dtype.kind == "u" and idx.dtype.itemsize < 8))
         and idx.size >= MIN_SIZE["index_add"]
     ):
-        np.add.at(out, idx, src)
-        return out
+        return reference.index_add(out, idx, src)
     n = out.shape[0]
     d = math.prod(out.shape[1:])
     # A C-contiguous out reshapes to a view; any other is worked on as a copy and written back.
@@ -110,11 +108,6 @@ def index_add(out, idx, src):
     if not in_place:
         out[...] = work.reshape(out.shape)
     return out
-
-
-def index_add_rows(out, idx, src):
-    """In place: out[idx[i]] += src[i] for out (n, d), idx (m,), src (m, d). Returns out."""
-    return index_add(out, idx, src)
 
 
 # --- elementwise backward ----------------------------------------------------------------------
@@ -157,8 +150,7 @@ def sigmoid(x):
     """1 / (1 + exp(-x)) with no overflow for any x and relative accuracy of a few ulps.
 
     Both paths compute e = exp(-|x|), then (1 if x >= 0 else e) / (1 + e): exp never sees a
-    positive argument, and small results are not lost to cancellation as they are with the
-    faster 0.5 * (1 + tanh(x / 2)) (which is off by thousands of ulps below x = -5).
+    positive argument (see `reference.sigmoid`, which the NumPy path is).
     """
     x = np.asarray(x)
     if x.size >= MIN_SIZE["sigmoid"] and x.dtype in _FLOATS:
@@ -169,17 +161,7 @@ def sigmoid(x):
         np.exp(e, out=e)
         nb.sigmoid_from_exp(xf, e)
         return e.reshape(x.shape)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    e = np.empty(x.shape, x.dtype)  # ufuncs given out= return arrays, even 0-d ones
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    # max(e, 1) = 1 and max(e, 0) = e because 0 < e <= 1: a select without np.where, which is
-    # slow on unpredictable masks. NaN propagates through np.maximum.
-    num = np.maximum(e, x >= 0, out=np.empty_like(e))
-    e += 1
-    return np.divide(num, e, out=num)
+    return reference.sigmoid(x)
 
 
 # --- reductions --------------------------------------------------------------------------------

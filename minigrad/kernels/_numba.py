@@ -4,7 +4,7 @@ Only minigrad.kernels imports this module, and only on the first call that takes
 so `import minigrad.kernels` neither imports Numba nor compiles anything. Each function
 compiles on its first call for each argument type and is cached on disk (`cache=True`).
 
-Conventions, all for speed (see PERFORMANCE.md):
+Conventions, all for speed (measured in benchmarks/README.md):
 - Elementwise kernels take C-contiguous 1-D arrays and write into a caller-supplied `out`, with
   no branches in the loop body (conditionals are written so that they become selects), so that
   LLVM vectorises them. `error_model="numpy"` removes the division-by-zero check.
@@ -16,8 +16,14 @@ Conventions, all for speed (see PERFORMANCE.md):
 
 from numba import njit
 
+from . import formulas
+
 OPTIONS = {"nogil": True, "error_model": "numpy"}
 _jit = njit(cache=True, **OPTIONS)
+# The derivatives' one definition, inlined into the loops (Numba IR inlining, so LLVM sees
+# the same loop body it would for the formula written in place).
+_tanh_grad = njit(inline="always", **OPTIONS)(formulas.tanh_grad)
+_sigmoid_grad = njit(inline="always", **OPTIONS)(formulas.sigmoid_grad)
 
 
 @_jit
@@ -44,14 +50,14 @@ def index_add_rows(out, idx, src):
 def tanh_backward(g, y, out):
     one = y.dtype.type(1)
     for i in range(g.size):
-        out[i] = g[i] * (one - y[i] * y[i])
+        out[i] = _tanh_grad(g[i], y[i], one)
 
 
 @_jit
 def sigmoid_backward(g, y, out):
     one = y.dtype.type(1)
     for i in range(g.size):
-        out[i] = g[i] * y[i] * (one - y[i])
+        out[i] = _sigmoid_grad(g[i], y[i], one)
 
 
 @_jit
@@ -73,8 +79,10 @@ def neg_abs(x, out):
 def sigmoid_from_exp(x, e):
     """In place: e = exp(-|x|) becomes sigmoid(x) = (1 or e) / (1 + e).
 
-    np.exp runs outside (inside njit it is a scalar libm call that does not vectorise); this
-    pass fuses the rest, which NumPy would spend four passes and a slow np.where on.
+    The twin of reference.sigmoid's last steps, whose select is an np.maximum; tests hold the
+    two equal bit for bit from the smallest subnormal to inf, in float32 and float64. np.exp
+    runs outside (inside njit it is a scalar libm call that does not vectorise); this pass
+    fuses the rest, which NumPy would spend four passes and a slow np.where on.
     """
     one = e.dtype.type(1)
     for i in range(x.size):

@@ -6,13 +6,15 @@ sqrt) the output is saved rather than the input, so backward recomputes nothing.
 
 `scalar` and `scalar_grads` are the same op written for one element (`{x}`, `{y}` the inputs,
 `{out}` the output, `{g}` its gradient; `_0`, `_1`, `_2` typed constants): `minigrad.fusion`
-compiles chains of such ops into one Numba loop. Ops without them are never fused.
+compiles chains of such ops into one Numba loop. Ops without them are never fused. Where a
+derivative is also a kernel (tanh, sigmoid), its template is made from the kernel's formula.
 """
 
 import numpy as np
 
 from .. import kernels
 from ..autograd import Function
+from ..kernels.formulas import sigmoid_grad, tanh_grad, template
 
 
 class Add(Function):
@@ -146,7 +148,7 @@ class Abs(Function):
 
 class Tanh(Function):
     scalar = "tanh({x})"
-    scalar_grads = ("{g} * (_1 - {out} * {out})",)
+    scalar_grads = (template(tanh_grad),)
 
     def forward(self, x):
         out = np.tanh(x)
@@ -159,7 +161,7 @@ class Tanh(Function):
 
 class Sigmoid(Function):
     scalar = "sigmoid({x})"
-    scalar_grads = ("{g} * {out} * (_1 - {out})",)
+    scalar_grads = (template(sigmoid_grad),)
 
     def forward(self, x):
         out = kernels.sigmoid(x)
