@@ -72,3 +72,8 @@ def chunk(x: Tensor, chunks: int, axis: int = 0) -> list:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     n = x.shape[axis]
     return split(x, max(1, -(-n // chunks)), axis)
+
+
+def bmm(a, b) -> Tensor:
+    """Batched matrix product of (b, n, m) and (b, m, p) tensors, as torch.bmm."""
+    return as_tensor(a).bmm(b)
