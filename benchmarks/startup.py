@@ -40,6 +40,11 @@ except Exception:
         "minigrad_kernels", p, submodule_search_locations=[p.rsplit("/", 1)[0]])
     K = importlib.util.module_from_spec(spec)
     sys.modules["minigrad_kernels"] = K
+    # Numba's cache records the module name: kernels compiled under this alias must not land
+    # in the package's cache, or `import minigrad` would later load them and fail.
+    import os, tempfile
+    os.environ.setdefault(
+        "NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "minigrad-kernels-alias"))
     spec.loader.exec_module(K)
 t_import = time.perf_counter() - t0
 """
