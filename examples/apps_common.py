@@ -1,8 +1,8 @@
 """Small helpers shared by the application examples (pos_tagging, sentiment, seq2seq_dates).
 
 Nothing here is part of minigrad: vocabularies, padding, length-bucketed batches, a progress
-bar that falls back to periodic prints, and metrics.json (matplotlib and the results folder
-come from common.py, shared with the study examples).
+bar that falls back to periodic prints, and metrics.json (matplotlib and the output folder
+come from common.py, shared with all the examples).
 """
 
 import json
@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, pyplot  # noqa: F401 (re-exported to the application examples)
 
 
 class Vocab:

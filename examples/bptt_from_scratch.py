@@ -1,7 +1,8 @@
 """Backpropagation through time is backward() on the unrolled graph: see it, check it, measure it.
 
-The lecture notes' Elman network (models.ElmanRNN, Goodfellow et al. ch. 10), output at every
-step, softmax and cross-entropy, trained here to predict the next character of a sentence:
+The Elman network of T. Hitendra Sarma's lecture notes "Recurrent Neural Networks"
+(models.ElmanRNN, after Goodfellow et al. ch. 10), output at every step, softmax and
+cross-entropy, trained here to predict the next character of a sentence:
 
     a_t = b + W h_{t-1} + U x_t,   h_t = tanh(a_t),   o_t = c + V h_t,
     L = -sum_t log softmax(o_t)[y_t]
@@ -21,32 +22,21 @@ step, softmax and cross-entropy, trained here to predict the next character of a
     python examples/bptt_from_scratch.py            # the default run: about 20 seconds on 2 cores
     python examples/bptt_from_scratch.py --quick    # a few seconds (the test suite runs this)
 
-Writes to --out (default examples/results/bptt_from_scratch/): metrics.json, graph_growth.png,
-graph_T3.dot (and graph_T3.png with Graphviz).
+Writes to --out (default examples/results/bptt_from_scratch/, or bptt_from_scratch-quick/ with
+--quick): metrics.json, graph_growth.png, graph_T3.dot (and graph_T3.png with Graphviz).
 """
 
-import os
+import argparse
+import math
+import shutil
+import subprocess
+import time
+import tracemalloc
+from pathlib import Path
 
-# B <= 64, H <= 128: BLAS threads cost far more than they give on such small products
-# (measured 10-30x slower per LSTM step with OpenBLAS threads on a busy 2-core machine).
-for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import (  # noqa: E402
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
+import numpy as np
+from common import (
     add_common_arguments,
     markdown_table,
     output_folder,
@@ -55,11 +45,11 @@ from common import (  # noqa: E402
     write_json,
 )
 
-import minigrad as mg  # noqa: E402
-import minigrad.graph  # noqa: E402
-import minigrad.nn.functional as F  # noqa: E402
-from models import ElmanRNN  # noqa: E402
-from models.reference_bptt import elman_bptt  # noqa: E402
+import minigrad as mg
+import minigrad.graph
+import minigrad.nn.functional as F
+from models import ElmanRNN
+from models.reference_bptt import elman_bptt
 
 NAME = "bptt_from_scratch"
 TEXT = (
@@ -305,7 +295,7 @@ def plot_growth(rows, out: Path):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    out = output_folder(args.out, NAME)
+    out = output_folder(args.out, NAME, args.quick)
     started = time.perf_counter()
     mg.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)

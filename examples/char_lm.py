@@ -11,15 +11,9 @@ the gradient flows back at most T steps while the state remembers further.
 
 Prints training loss and tokens/s, validation loss in nats and bits per character and
 perplexity; checkpoints every --ckpt-every steps and on Ctrl-C; ends by sampling text.
+Writes to --out (default examples/results/char_lm/, or char_lm-quick/ with --quick): metrics.json,
+sample.txt, loss.png and checkpoint.npz.
 """
-
-# ruff: noqa: E402  (the BLAS thread count must be set before NumPy is imported)
-import os
-
-# One BLAS thread unless the user says otherwise: on two cores OpenBLAS's second thread bought
-# nothing for this model on a quiet machine and cost 5x when another job shared the cores
-# (benchmarks/README.md). It must be set before NumPy is imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
@@ -29,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
+from common import add_out_argument, output_folder, pyplot
 
 import minigrad as mg
 import minigrad.nn as nn
@@ -37,9 +33,6 @@ import minigrad.nn.functional as F
 import minigrad.optim as optim
 from models import LanguageModel
 from models.tbptt import detach_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import pyplot
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "tinyshakespeare" / "input.txt"
@@ -57,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, help="validate every N steps (default 1000)")
     p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps (default 500)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("out/char_lm"), help="output folder")
+    add_out_argument(p, "char_lm")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--prime", default="ROMEO:\n", help="text the sample starts from")
     p.add_argument("--sample-len", type=int, help="characters to sample (default 600)")
@@ -190,7 +183,7 @@ def progress(total, initial):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = output_folder(args.out, "char_lm", args.quick)
     ckpt = args.out / "checkpoint.npz"
     corpus = Corpus(args.data, quick=args.quick)
     prime = corpus.encode(args.prime)  # checked before training, not after

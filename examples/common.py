@@ -1,7 +1,8 @@
-"""Small helpers shared by the study examples (bptt_from_scratch, vanishing_gradients,
-memory_tasks): the output folder, a progress bar, plotting and the metrics file.
+"""Small helpers shared by the examples: the output folder (all of them), and for the study
+examples (bptt_from_scratch, vanishing_gradients, memory_tasks) a progress bar, plotting and
+the metrics file.
 
-tqdm and matplotlib are optional extras (`pip install minigrad[examples]`): without tqdm the
+tqdm and matplotlib are optional extras (`pip install minigrad-rnn[examples]`): without tqdm the
 progress is printed every tenth of the way, without matplotlib no figure is drawn and the
 example says so.
 """
@@ -18,9 +19,12 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def output_folder(out, name: str) -> Path:
-    """The folder an example writes into: `out` if given, else examples/results/<name>/."""
-    folder = Path(out) if out is not None else RESULTS / name
+def output_folder(out, name: str, quick: bool = False) -> Path:
+    """The folder an example writes into: `out` if given, else examples/results/<name>/, where
+    the default run's outputs are committed (the README shows them), or for a --quick run
+    examples/results/<name>-quick/ (ignored by git), so that trying an example never
+    overwrites the results of its full run."""
+    folder = Path(out) if out is not None else RESULTS / (f"{name}-quick" if quick else name)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -88,10 +92,18 @@ def markdown_table(headers, rows) -> str:
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
 
 
-def add_common_arguments(parser, name: str) -> None:
+def add_out_argument(parser, name: str) -> None:
+    """--out, whose default `output_folder` resolves once --quick is known."""
     parser.add_argument(
-        "--out", type=Path, default=None, help=f"output folder (default examples/results/{name}/)"
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default examples/results/{name}/; with --quick, {name}-quick/)",
     )
+
+
+def add_common_arguments(parser, name: str) -> None:
+    add_out_argument(parser, name)
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tests)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -23,39 +23,29 @@ Reports token accuracy on dev and test (and on words outside the word vocabulary
 metrics.json, a learning-curve figure and a confusion matrix to --out.
 """
 
-# ruff: noqa: E402  (the BLAS thread count must be set before NumPy is imported)
-import os
-
-# These models multiply small matrices, which run fastest on one BLAS thread; on a busy
-# machine OpenBLAS's spinning worker threads made them 5-20x slower. Override by setting it.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
-
-import minigrad as mg
-import minigrad.nn as nn
-import minigrad.nn.functional as F
-import minigrad.optim as optim
-from models import LSTM, SequenceTagger
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apps_common import (
-    RESULTS,
     Progress,
     Vocab,
     finished,
     length_batches,
     machine,
     pad,
-    pyplot,
     write_metrics,
 )
+from common import add_out_argument, output_folder, pyplot
+
+import minigrad as mg
+import minigrad.nn as nn
+import minigrad.nn.functional as F
+import minigrad.optim as optim
+from models import LSTM, SequenceTagger
 
 DATA = Path(__file__).resolve().parent / "data" / "ud_english_ewt"
 UPOS = "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
@@ -87,7 +77,7 @@ def parse_args(argv=None):
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping (5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=DATA, help="folder with en_ewt-upos-*.tsv")
-    p.add_argument("--out", type=Path, default=RESULTS / "pos_tagging", help="output folder")
+    add_out_argument(p, "pos_tagging")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
     args = p.parse_args(argv)
     if args.quick:
@@ -328,7 +318,7 @@ def plot(history, confusion, tags, out: Path) -> list:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = output_folder(args.out, "pos_tagging", args.quick)
     splits = {s: read_upos(args.data / f"en_ewt-upos-{s}.tsv") for s in ("train", "dev", "test")}
     if args.quick:
         splits = {

@@ -19,40 +19,30 @@ set.
 Writes metrics.json and learning_curves.png (training loss, validation accuracy) to --out.
 """
 
-# ruff: noqa: E402  (the BLAS thread count must be set before NumPy is imported)
-import os
-
-# These models multiply small matrices, which run fastest on one BLAS thread; on a busy
-# machine OpenBLAS's spinning worker threads made them 5-20x slower. Override by setting it.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
-
-import minigrad as mg
-import minigrad.nn as nn
-import minigrad.nn.functional as F
-import minigrad.optim as optim
-from models import SequenceClassifier
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apps_common import (
-    RESULTS,
     Progress,
     Vocab,
     finished,
     length_batches,
     machine,
     pad,
-    pyplot,
     seeded_split,
     write_metrics,
 )
+from common import add_out_argument, output_folder, pyplot
+
+import minigrad as mg
+import minigrad.nn as nn
+import minigrad.nn.functional as F
+import minigrad.optim as optim
+from models import SequenceClassifier
 
 DATA = Path(__file__).resolve().parent / "data" / "sentence_polarity"
 POOLINGS = ("mean", "last")
@@ -74,7 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="initialisation, dropout, batch order")
     p.add_argument("--split-seed", type=int, default=0, help="the 80/10/10 split")
     p.add_argument("--data", type=Path, default=DATA, help="folder with rt-polarity.pos/.neg")
-    p.add_argument("--out", type=Path, default=RESULTS / "sentiment", help="output folder")
+    add_out_argument(p, "sentiment")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
     args = p.parse_args(argv)
     if args.quick:
@@ -264,7 +254,7 @@ def plot(results, out: Path) -> list:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = output_folder(args.out, "sentiment", args.quick)
     splits = load_polarity(args.data, args.split_seed)
     if args.quick:
         splits = {

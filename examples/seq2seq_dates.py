@@ -26,31 +26,23 @@ beam search; the score is exact match of the whole ISO string.
 Writes metrics.json, learning_curve.png, attention.png (heatmaps) and the held-out errors.
 """
 
-# ruff: noqa: E402  (the BLAS thread count must be set before NumPy is imported)
-import os
-
-# These models multiply small matrices, which run fastest on one BLAS thread; on a busy
-# machine OpenBLAS's spinning worker threads made them 5-20x slower. Override by setting it.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import argparse
 import datetime as dt
 import re
 import string
-import sys
 import time
 from pathlib import Path
 
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
+from apps_common import Progress, Vocab, finished, machine, pad, write_metrics
+from common import add_out_argument, output_folder, pyplot
 
 import minigrad as mg
 import minigrad.nn as nn
 import minigrad.nn.functional as F
 import minigrad.optim as optim
 from models import Seq2Seq
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apps_common import RESULTS, Progress, Vocab, finished, machine, pad, pyplot, write_metrics
 
 # ----- the date generator -----------------------------------------------------------------------
 FIRST, LAST = dt.date(1950, 1, 1), dt.date(2049, 12, 31)  # two-digit years are unambiguous
@@ -195,7 +187,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=25, help="probe held-out dates every N steps")
     p.add_argument("--beam", type=int, default=4, help="beam size (4)")
     p.add_argument("--seed", type=int, default=0, help="data, initialisation, batch order")
-    p.add_argument("--out", type=Path, default=RESULTS / "seq2seq_dates", help="output folder")
+    add_out_argument(p, "seq2seq_dates")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
     args = p.parse_args(argv)
     if args.quick:
@@ -300,7 +292,7 @@ def pick_examples(pairs, errors) -> list:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = output_folder(args.out, "seq2seq_dates", args.quick)
     train, test = make_sets(args.train_size, args.test_size, args.seed)
     print(f"{len(train):,} training and {len(test):,} held-out pairs, e.g.")
     for src, tgt in train[:6]:

@@ -1,7 +1,8 @@
 """Vanishing and exploding gradients, measured: ||dL_T/dh_k|| against T - k, and clipping.
 
 Part 1. A loss read at the last step only, L_T, sends its gradient back to every earlier state
-h_k through the chain of step Jacobians (lecture notes, seed 001, eq. 5):
+h_k through the chain of step Jacobians (Minlie Huang, "Recurrent Neural Networks", lecture
+slides, eq. 5):
 
     dL_T/dh_k = (dh_T/dh_k)^T dL_T/dh_T,   dh_T/dh_k = prod_{i=k+1..T} dh_i/dh_{i-1}
 
@@ -28,29 +29,18 @@ counts as diverged when its loss or gradient norm becomes NaN/inf or its loss ex
     python examples/vanishing_gradients.py           # the default run: ~2-3 minutes on 2 cores
     python examples/vanishing_gradients.py --quick   # a few seconds (the test suite runs this)
 
-Writes to --out (default examples/results/vanishing_gradients/): metrics.json,
-gradient_norms.png, clipping.png.
+Writes to --out (default examples/results/vanishing_gradients/, or vanishing_gradients-quick/
+with --quick): metrics.json, gradient_norms.png, clipping.png.
 """
 
-import os
+import argparse
+import math
+import time
+from pathlib import Path
 
-# B <= 64, H <= 128: BLAS threads cost far more than they give on such small products
-# (measured 10-30x slower per LSTM step with OpenBLAS threads on a busy 2-core machine).
-for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import (  # noqa: E402
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
+import numpy as np
+from common import (
     add_common_arguments,
     adding_batch,
     markdown_table,
@@ -60,11 +50,11 @@ from common import (  # noqa: E402
     write_json,
 )
 
-import minigrad as mg  # noqa: E402
-import minigrad.nn as nn  # noqa: E402
-import minigrad.nn.functional as F  # noqa: E402
-import minigrad.optim as optim  # noqa: E402
-from models import RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+import minigrad as mg
+import minigrad.nn as nn
+import minigrad.nn.functional as F
+import minigrad.optim as optim
+from models import RNN, GRUCell, LSTMCell, RNNCell
 
 NAME = "vanishing_gradients"
 CELLS = ("rnn", "lstm", "gru")
@@ -341,7 +331,7 @@ def plot_clipping(runs: dict, args, out: Path):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    out = output_folder(args.out, NAME)
+    out = output_folder(args.out, NAME, args.quick)
     started = time.perf_counter()
     show = not args.no_progress
     print(

@@ -140,7 +140,7 @@ def test_ordinals():
     assert {n: sd.ordinal(n) for n in expected} == expected
 
 
-def test_render_the_formats_of_the_brief():
+def test_render_the_documented_date_formats():
     sd = load("seq2seq_dates")
     d = dt.date(2021, 3, 3)  # a Wednesday
     assert sd.render("{D} {Month} {YYYY}", d) == "3 March 2021"
