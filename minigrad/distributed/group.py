@@ -1,0 +1,381 @@
+"""The process group: who this process is among the ranks, and collectives that never hang.
+
+Names follow `torch.distributed`. MPI moves every byte: collectives are mpi4py's
+buffer-interface calls on NumPy arrays (upper-case `Iallreduce`, `Ibcast`, ...), nothing is
+pickled. Three things are added on top of MPI, all about failures:
+
+- Every wait polls its request with a deadline (`timeout`, default 600 s, or the environment
+  variable MINIGRAD_DIST_TIMEOUT), so a collective that some rank never calls ends in an
+  error naming the waiting rank and the collective instead of a silent hang. MPI itself
+  cannot tell a slow peer from an absent one; the deadline is the detection.
+- Each user-level collective (barrier, all_reduce, broadcast, all_gather) first exchanges a
+  small fingerprint (which collective, dtype, size, root) with an allgather, so ranks that
+  call different collectives at the same point get a clear error on every rank instead of
+  MPI silently matching, say, one rank's broadcast with another's allreduce.
+- A rank that raises an uncaught exception prints it with its rank and aborts the whole job
+  (MPI_Abort), and a rank that leaves the program (sys.exit, or the end of its script) tells
+  the others, so a peer still waiting for it stops within a second naming it. A rank killed
+  by a signal cannot speak; the launcher ends the job at once and names its PID, which the
+  start-up line printed by rank 0 maps to a rank.
+
+Without a launcher nothing here touches MPI: get_rank() is 0, get_world_size() is 1.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+
+from . import _mpi
+
+DEFAULT_TIMEOUT = 600.0  # seconds; generous, since a legitimately slow rank looks the same
+_DEPART_TAG = 7  # on the control communicator: "this rank has left the program"
+_GRACE = 1.0  # seconds a started collective may still finish after a peer left
+_SPIN = 0.05  # seconds of busy polling (MPI progresses only inside MPI calls) before sleeping
+_OPS = ("sum", "mean", "max", "min")
+
+
+class DistributedError(RuntimeError):
+    """A collective could not complete: a rank left, timed out or called something else."""
+
+
+class _Group:
+    """The state of the one process group: communicators, rank, size, deadline."""
+
+    def __init__(self, MPI, timeout: float):
+        world = MPI.COMM_WORLD
+        self.MPI = MPI
+        self.comm = world.Dup()  # user-level collectives, apart from any other MPI user
+        self.control = world.Dup()  # departure notices only
+        self.rank, self.size = world.Get_rank(), world.Get_size()
+        self.timeout = timeout
+        self.calls = 0  # user-level collectives so far (the same count on every rank)
+        self.departed: set[int] = set()
+        self._notice = np.zeros(1, np.int64)
+        self._notice_request = self.control.Irecv(self._notice, MPI.ANY_SOURCE, _DEPART_TAG)
+
+    def who(self, rank=None) -> str:
+        return f"rank {self.rank if rank is None else rank} of {self.size}"
+
+    def poll_departures(self) -> None:
+        """Record every departure notice that has arrived."""
+        while self._notice_request.Test():
+            self.departed.add(int(self._notice[0]))
+            self._notice_request = self.control.Irecv(
+                self._notice, self.MPI.ANY_SOURCE, _DEPART_TAG
+            )
+
+    def leave(self) -> None:
+        """Tell every other rank that this one has left, then wait until all have (what
+        MPI_Finalize would wait for anyway), so no notice is left unreceived."""
+        MPI = self.MPI
+        me = np.array([self.rank], np.int64)
+        peers = [peer for peer in range(self.size) if peer != self.rank]
+        sends = [self.control.Isend(me, peer, _DEPART_TAG) for peer in peers]
+        deadline = time.monotonic() + self.timeout
+        while len(self.departed | {self.rank}) < self.size:
+            self.poll_departures()
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(self.size)) - self.departed - {self.rank})
+                _abort(
+                    f"{self.who()} waited {self.timeout:.0f} s at the end of the program for "
+                    f"ranks {missing}, which never got there"
+                )
+            time.sleep(0.001)
+        MPI.Request.Waitall(sends)
+        self._notice_request.Cancel()
+        self._notice_request.Wait()
+        self.control.Free()
+        self.comm.Free()
+
+
+_group: _Group | None = None
+
+
+# ----- start and stop -------------------------------------------------------------------------
+def _timeout_seconds(timeout) -> float:
+    if timeout is None:
+        timeout = os.environ.get("MINIGRAD_DIST_TIMEOUT", DEFAULT_TIMEOUT)
+    if isinstance(timeout, datetime.timedelta):
+        timeout = timeout.total_seconds()
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"timeout must be a number of seconds, got {timeout!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"timeout must be positive, got {seconds}")
+    return seconds
+
+
+def init_process_group(backend: str = "mpi", timeout=None) -> None:
+    """Join the ranks that the MPI launcher started (a world of one without a launcher).
+
+    `backend` can only be "mpi". `timeout` (seconds or a timedelta) bounds every wait of a
+    collective. Calling it again does nothing. Under a launcher, the first call of
+    get_rank(), get_world_size() or any collective calls it implicitly.
+    """
+    global _group
+    if backend != "mpi":
+        raise ValueError(f"init_process_group: the only backend is 'mpi', got {backend!r}")
+    seconds = _timeout_seconds(timeout)
+    if _group is not None:
+        return
+    MPI = _mpi.mpi()
+    _group = _Group(MPI, seconds)
+    if _group.size > 1:
+        _install_fault_handlers()
+        _announce()
+
+
+def destroy_process_group() -> None:
+    """Leave the group (waiting for every rank to leave too); called at exit if needed."""
+    global _group
+    group, _group = _group, None
+    if group is not None and group.size > 1:
+        group.leave()
+
+
+def _install_fault_handlers() -> None:
+    previous = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        previous(kind, value, traceback)
+        _abort(f"raised {kind.__name__}: {value}" if str(value) else f"raised {kind.__name__}")
+
+    sys.excepthook = excepthook
+    # atexit runs handlers last-in first-out: this one runs before mpi4py's MPI_Finalize.
+    atexit.register(destroy_process_group)
+
+
+def _abort(message: str) -> None:
+    """Print why, naming this rank, and end every rank of the job."""
+    group = _group
+    who = group.who() if group is not None else "a rank"
+    print(
+        f"minigrad.distributed: {who} (pid {os.getpid()} on {socket.gethostname()}) {message}; "
+        "aborting the job",
+        file=sys.stderr,
+        flush=True,
+    )
+    _mpi.mpi().COMM_WORLD.Abort(1)
+
+
+def _announce() -> None:
+    """One line from rank 0 mapping ranks to PIDs and hosts (a killed rank is named by PID)."""
+    pids = all_gather(np.array([os.getpid()], np.int64)).ravel()
+    name = np.zeros(64, np.uint8)
+    host = socket.gethostname().encode()[:64]
+    name[: len(host)] = np.frombuffer(host, np.uint8)
+    hosts = [bytes(row).rstrip(b"\0").decode() for row in all_gather(name)]
+    if _group.rank == 0:
+        pairs = enumerate(zip(pids, hosts, strict=True))
+        ranks = ", ".join(f"{r}: pid {p} on {h}" for r, (p, h) in pairs)
+        print(f"minigrad.distributed: {_group.size} ranks ({ranks})", file=sys.stderr, flush=True)
+
+
+# ----- who am I --------------------------------------------------------------------------------
+def is_available() -> bool:
+    """True if mpi4py is installed."""
+    return _mpi.is_available()
+
+
+def is_initialized() -> bool:
+    return _group is not None
+
+
+def _implicit_group() -> _Group | None:
+    if _group is None and _mpi.launched_by_mpi():
+        init_process_group()
+    return _group
+
+
+def get_rank() -> int:
+    """This process's rank: 0 without a launcher."""
+    group = _implicit_group()
+    return group.rank if group is not None else 0
+
+
+def get_world_size() -> int:
+    """The number of ranks: 1 without a launcher."""
+    group = _implicit_group()
+    return group.size if group is not None else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the rank that logs, draws progress bars and writes checkpoints."""
+    return get_rank() == 0
+
+
+def rank_zero_only(fn):
+    """Decorator: fn runs on rank 0 only and returns None on the other ranks."""
+
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs) if is_main_process() else None
+
+    wrapper.__name__ = getattr(fn, "__name__", "rank_zero_only")
+    wrapper.__doc__ = getattr(fn, "__doc__", None)
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def _required_group() -> _Group:
+    if _group is None:
+        init_process_group()
+    return _group
+
+
+# ----- waiting ----------------------------------------------------------------------------------
+def wait(requests, what: str) -> None:
+    """Wait for MPI requests, polling so that a departed peer or the deadline ends the wait
+    with a DistributedError naming this rank and `what` instead of a hang."""
+    group = _group
+    MPI = group.MPI
+    start = time.monotonic()
+    deadline = start + group.timeout
+    gone_since = None
+    while not MPI.Request.Testall(requests):
+        now = time.monotonic()
+        if now - start > _SPIN:
+            time.sleep(0.0005)  # a peer is late: stop burning the core it may need
+            group.poll_departures()
+            if group.departed and gone_since is None:
+                gone_since = now  # what it sent before leaving may still complete the wait
+            if gone_since is not None and now - gone_since > _GRACE:
+                raise DistributedError(
+                    f"{group.who()} waits in {what} for rank(s) {sorted(group.departed)}, "
+                    "which left the program (sys.exit, or the end of the script) without "
+                    "calling it; every rank must call the same collectives in the same order"
+                )
+            if now > deadline:
+                raise DistributedError(
+                    f"{group.who()} waited {group.timeout:.0f} s in {what} and not every rank "
+                    "joined: a collective called on some ranks only, or a rank stuck or far "
+                    "behind (raise the limit with init_process_group(timeout=...) or "
+                    "MINIGRAD_DIST_TIMEOUT)"
+                )
+
+
+# ----- user-level collectives ---------------------------------------------------------------
+def _buffer(array):
+    """The contiguous NumPy array to hand to MPI, and the array to copy the result back to."""
+    target = getattr(array, "data", array) if not isinstance(array, np.ndarray) else array
+    if not isinstance(target, np.ndarray):
+        target = np.array(target)
+    if target.dtype.hasobject:
+        raise TypeError("collectives take numeric arrays; this one has dtype object")
+    contiguous = target if target.flags.c_contiguous else np.ascontiguousarray(target)
+    return contiguous, target
+
+
+def _agree(group: _Group, name: str, array: np.ndarray, extra: int = -1) -> str:
+    """Check that every rank is calling the same collective on a like array; its label."""
+    group.calls += 1
+    what = f"{name} #{group.calls}"
+    print_dtype = array.dtype.str.encode().ljust(8, b"\0")[:8]
+    mine = np.array(
+        [group.calls, _COLLECTIVES.index(name), int.from_bytes(print_dtype, "little"),
+         array.size, extra],
+        np.int64,
+    )  # fmt: skip
+    everyone = np.empty((group.size, mine.size), np.int64)
+    wait([group.comm.Iallgather(mine, everyone)], what)
+    bad = [r for r in range(group.size) if not np.array_equal(everyone[r], everyone[0])]
+    if bad:
+        rows = "; ".join(_describe(r, everyone[r]) for r in [0] + bad)
+        raise DistributedError(f"ranks disagree on collective #{group.calls}: {rows}")
+    return what
+
+
+_COLLECTIVES = ("barrier", "all_reduce", "broadcast", "all_gather", "all_gather_rows")
+
+
+def _describe(rank, row) -> str:
+    dtype = int(row[2]).to_bytes(8, "little").rstrip(b"\0").decode()
+    text = f"rank {rank} called {_COLLECTIVES[int(row[1])]} on {int(row[3])} x {dtype}"
+    return text + (f" ({int(row[4])})" if row[4] >= 0 else "")
+
+
+def barrier() -> None:
+    """Wait until every rank has called barrier()."""
+    group = _implicit_group()
+    if group is None:
+        return
+    what = _agree(group, "barrier", np.zeros(0))
+    wait([group.comm.Ibarrier()], what)
+
+
+def all_reduce(array, op: str = "sum"):
+    """Reduce `array` over all ranks with op ('sum', 'mean', 'max', 'min').
+
+    A NumPy array (or a Tensor's data) is reduced in place and returned; anything else
+    (a Python number, a list) is converted to a new array, which is returned.
+    """
+    if op not in _OPS:
+        raise ValueError(f"all_reduce: op must be one of {_OPS}, got {op!r}")
+    buf, target = _buffer(array)
+    group = _implicit_group()
+    if group is not None and group.size > 1:
+        what = _agree(group, "all_reduce", buf, _OPS.index(op))
+        mpi_op = {"max": group.MPI.MAX, "min": group.MPI.MIN}.get(op, group.MPI.SUM)
+        wait([group.comm.Iallreduce(group.MPI.IN_PLACE, buf, mpi_op)], what)
+        if op == "mean":
+            buf /= group.size
+    if buf is not target:
+        target[...] = buf
+    return target
+
+
+def broadcast(array, src: int = 0):
+    """Overwrite `array` (in place) on every rank with rank `src`'s; returns it."""
+    buf, target = _buffer(array)
+    group = _implicit_group()
+    if group is None:
+        if src != 0:
+            raise ValueError(f"broadcast: src {src} does not exist in a world of one")
+        return target
+    if not 0 <= src < group.size:
+        raise ValueError(f"broadcast: src must be a rank in [0, {group.size}), got {src}")
+    if group.size > 1:
+        what = _agree(group, "broadcast", buf, src)
+        wait([group.comm.Ibcast(buf, src)], what)
+        if buf is not target:
+            target[...] = buf
+    return target
+
+
+def all_gather(array) -> np.ndarray:
+    """Every rank's `array` (same shape and dtype on all), stacked: (world_size, *shape)."""
+    buf, _ = _buffer(array)
+    group = _implicit_group()
+    if group is None or group.size == 1:
+        return buf[None].copy()
+    what = _agree(group, "all_gather", buf)
+    out = np.empty((group.size,) + buf.shape, buf.dtype)
+    wait([group.comm.Iallgather(buf, out)], what)
+    return out
+
+
+def all_gather_rows(array) -> np.ndarray:
+    """Every rank's `array` concatenated along axis 0, in rank order; the number of rows may
+    differ between ranks, the other dims and the dtype may not."""
+    buf, _ = _buffer(array)
+    if buf.ndim == 0:
+        raise ValueError("all_gather_rows: needs an array with at least one dimension")
+    group = _implicit_group()
+    if group is None or group.size == 1:
+        return buf.copy()
+    row = int(np.prod(buf.shape[1:], dtype=np.int64))
+    what = _agree(group, "all_gather_rows", np.zeros(row, buf.dtype))
+    counts = np.empty(group.size, np.int64)
+    wait([group.comm.Iallgather(np.array([buf.shape[0]], np.int64), counts)], what)
+    out = np.empty((int(counts.sum()),) + buf.shape[1:], buf.dtype)
+    sizes = counts * row
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    wait([group.comm.Iallgatherv(buf, [out, (sizes, offsets)])], what)
+    return out
