@@ -63,6 +63,9 @@ def _encode(obj, arrays, where, depth=0):
     """The JSON-able description of obj; arrays found in it are appended to `arrays`."""
     # NumPy scalars first: np.float64 is a float and np.str_ a str, but must come back as such.
     if isinstance(obj, np.generic):
+        dtype = obj.dtype
+        if dtype.itemsize and dtype.fields is None:  # inline, not one .npz entry per number
+            return {"kind": "scalar", "dtype": dtype.str, "bytes": obj.tobytes().hex()}
         return {"kind": "scalar", "entry": _add(arrays, np.asarray(obj), where)}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj  # JSON keeps these apart: 1, 1.0, true, "1", null
@@ -358,6 +361,8 @@ def _decode(node, read, depth=0):
         return out
     if kind not in ("array", "scalar", "tensor", "parameter"):
         raise ValueError(f"unknown node kind {kind!r:.40}")
+    if kind == "scalar" and "entry" not in node:
+        return _inline_scalar(node.get("dtype"), node.get("bytes"))
     arr = read(node.get("entry"))
     if kind == "array":
         return arr
@@ -371,3 +376,12 @@ def _decode(node, read, depth=0):
     if kind == "tensor":
         return Tensor(arr, requires_grad=grad)
     return Parameter(Tensor(arr), requires_grad=grad)
+
+
+def _inline_scalar(dtype, hex_bytes):
+    if not (isinstance(dtype, str) and isinstance(hex_bytes, str)):
+        raise ValueError("a scalar without a dtype string and a hex string of its bytes")
+    dtype, data = np.dtype(dtype), bytes.fromhex(hex_bytes)
+    if dtype.hasobject or dtype.fields is not None or len(data) != dtype.itemsize:
+        raise ValueError(f"a scalar of dtype {dtype} given as {len(data)} bytes")
+    return np.frombuffer(data, dtype)[0]

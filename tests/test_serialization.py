@@ -240,7 +240,7 @@ def test_numpy_scalars_come_back_as_the_same_numpy_type(tmp_path):
     scalars = [
         np.float64(1.5), np.float32(1.5), np.float16(-0.0), np.int64(-3), np.uint8(200),
         np.bool_(False), np.complex128(1 + 2j), np.str_("héllo"), np.bytes_(b"\x00ab"),
-        np.datetime64("2020-01-02T03:04"), np.float64("nan"),
+        np.datetime64("2020-01-02T03:04"), np.float64("nan"), np.str_(""), np.dtype(">i4").type(7),
     ]  # fmt: skip
     save({"s": scalars, "t": tuple(scalars)}, tmp_path / "s.npz")
     back = load(tmp_path / "s.npz")
@@ -248,6 +248,16 @@ def test_numpy_scalars_come_back_as_the_same_numpy_type(tmp_path):
         assert type(b) is type(a) and np.asarray(b).dtype == np.asarray(a).dtype
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert type(load_roundtrip(tmp_path, {np.float64(2.5): 1})) is dict
+
+
+def test_numpy_scalars_are_stored_in_the_header(tmp_path):
+    losses = [np.float64(i) / 7 for i in range(1000)]  # e.g. a training history
+    save(losses, tmp_path / "h.npz")
+    assert zipfile.ZipFile(tmp_path / "h.npz").namelist() == ["__minigrad__.npy"]
+    assert load(tmp_path / "h.npz") == losses
+    path = write_checkpoint(tmp_path / "old.npz", {"kind": "scalar", "entry": "2"}, ENTRY)
+    back = load(path)  # a scalar as an entry of its own, as earlier versions wrote them
+    assert type(back) is np.float64 and back == 1.0
 
 
 def load_roundtrip(tmp_path, obj):
@@ -394,6 +404,10 @@ MALFORMED = {
     "grad not a bool": ({"kind": "tensor", "entry": "0", "grad": "yes"}, "not a bool"),
     "integer tensor needing grad": ({"kind": "tensor", "entry": "1", "grad": True}, "floating"),
     "scalar not 0-d": ({"kind": "scalar", "entry": "0"}, "shape"),
+    "scalar without bytes": ({"kind": "scalar", "dtype": "<f8"}, "hex string"),
+    "scalar of the wrong size": ({"kind": "scalar", "dtype": "<f8", "bytes": "00"}, "1 bytes"),
+    "scalar of dtype object": ({"kind": "scalar", "dtype": "|O", "bytes": "00" * 8}, "object"),
+    "scalar of no dtype": ({"kind": "scalar", "dtype": "nonsense", "bytes": ""}, "nonsense"),
 }
 
 
@@ -556,14 +570,16 @@ def test_damaged_checkpoints_load_or_raise_value_error(data, tmp_path_factory):
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(), st.text(max_size=3),
-              st.sampled_from(["0", "1", "2", "9", "__minigrad__", "kind", "items"])),
+              st.sampled_from(["0", "1", "2", "9", "__minigrad__", "kind", "<f8", "|O", "<U1",
+                              "0000803f", "00" * 8])),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
         st.dictionaries(st.sampled_from(["kind", "items", "entry", "x"]), inner, max_size=4),
         st.fixed_dictionaries(
             {"kind": st.sampled_from(["dict", "list", "tuple", "array", "scalar", "tensor",
                                       "parameter", "other"])},
-            optional={"items": inner, "entry": inner, "grad": inner},
+            optional={"items": inner, "entry": inner, "grad": inner, "dtype": inner,
+                      "bytes": inner},
         ),
     ),
     max_leaves=12,
