@@ -344,3 +344,16 @@ def test_activations_and_one_hot():
     np.testing.assert_allclose(F.tanh(x).data, np.tanh([-1.0, 0.5]), rtol=1e-6)
     np.testing.assert_allclose(F.sigmoid(x).data, 1 / (1 + np.exp([1.0, -0.5])), rtol=1e-6)
     np.testing.assert_array_equal(F.one_hot(mg.tensor([2, 0]), 3).data, [[0, 0, 1], [1, 0, 0]])
+
+
+@pytest.mark.parametrize("n_in, n_out", [(0, 3), (2, 0), (0, 0)])
+def test_linear_with_an_empty_dimension_runs_both_ways(n_in, n_out):
+    x = mg.ones(4, n_in, requires_grad=True)
+    w = mg.ones(n_out, n_in, requires_grad=True)
+    b = mg.ones(n_out, requires_grad=True)
+    y = F.linear(x, w, b)
+    (y * 2).sum().backward()
+    assert y.shape == (4, n_out)
+    np.testing.assert_array_equal(y.data, np.ones((4, n_out)))  # the empty product is 0
+    assert x.grad.shape == (4, n_in) and w.grad.shape == (n_out, n_in)
+    np.testing.assert_array_equal(b.grad, np.full(n_out, 8.0))

@@ -72,14 +72,15 @@ class Linear(Function):
             )
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias of shape {b.shape}, expected ({w.shape[0]},)")
-        x2 = x.reshape(-1, x.shape[-1])
+        rows = math.prod(x.shape[:-1])  # not -1: a dim of size 0 makes -1 ambiguous
+        x2 = x.reshape(rows, x.shape[-1])
         out = x2 @ w.T if b is None else kernels.addmm(b, x2, w.T)
         self.saved = (x2, w)
         return out.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, g):
         x2, w = self.saved
-        g2 = g.reshape(-1, w.shape[0])
+        g2 = g.reshape(math.prod(g.shape[:-1]), w.shape[0])
         gx = (g2 @ w).reshape(g.shape[:-1] + (w.shape[1],)) if self.needs[0] else None
         gw = ProductGrad(g2, x2) if self.needs[1] else None
         gb = kernels.sum_rows(g2) if len(self.needs) > 2 and self.needs[2] else None
