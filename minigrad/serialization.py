@@ -3,8 +3,9 @@
 An object is a tree of dicts, lists and tuples whose leaves are arrays, tensors, NumPy scalars,
 Python numbers, bools, None and strings (a state_dict, an optimizer's state_dict, training
 metadata), nested at most 100 containers deep. Each array becomes one .npz entry; the tree, with
-each array replaced by a reference to its entry, is one JSON document stored as a byte array in
-the entry `__minigrad__`. Nothing is unpickled, so a checkpoint can never execute code.
+each array replaced by a reference to its entry and each NumPy scalar by its dtype and bytes, is
+one JSON document stored as a byte array in the entry `__minigrad__`. Nothing is unpickled, so a
+checkpoint can never execute code.
 
 Tensors come back as Tensors (with requires_grad as saved; nn.Parameters as Parameters),
 arrays as arrays, NumPy scalars as NumPy scalars of the same type (np.float32(1.5) as an
