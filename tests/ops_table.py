@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from conftest import Domain, axes, broadcast_shapes, indices, matmul_shapes, shapes
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import Domain, axes, broadcast_shapes, indices, matmul_shapes, shapes
 
 import minigrad as mg
 

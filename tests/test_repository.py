@@ -64,8 +64,9 @@ def test_inspects_compiled_code():
 
 
 def run_pytest(folder: Path, *args: str, **env: str):
-    # The suite's conftest, beside the generated tests, as pytest finds it in tests/.
-    shutil.copy(ROOT / "tests" / "conftest.py", folder / "conftest.py")
+    # The suite's conftest (and the module it imports) beside the generated tests.
+    for name in ("conftest.py", "strategies.py"):
+        shutil.copy(ROOT / "tests" / name, folder / name)
     outer = ("MINIGRAD_NO_SKIPS", "NUMBA_DISABLE_JIT")  # this run's own settings do not leak
     clean = {k: v for k, v in os.environ.items() if k not in outer}
     return subprocess.run(
