@@ -37,6 +37,7 @@ from . import _mpi
 DEFAULT_TIMEOUT = 600.0  # seconds; generous, since a legitimately slow rank looks the same
 _DEPART_TAG = 7  # on the control communicator: "this rank has left the program"
 _GRACE = 1.0  # seconds a started collective may still finish after a peer left
+_ABORT_DELAY = 0.3  # seconds between printing why and MPI_Abort
 _SPIN = 0.05  # seconds of busy polling (MPI progresses only inside MPI calls) before sleeping
 _OPS = ("sum", "mean", "max", "min")
 
@@ -163,6 +164,10 @@ def _abort(message: str) -> None:
         file=sys.stderr,
         flush=True,
     )
+    sys.stdout.flush()
+    # MPI_Abort makes the launcher kill every process at once, and output still in the pipes
+    # to it can be lost: give it a moment to forward this message first.
+    time.sleep(_ABORT_DELAY)
     _mpi.mpi().COMM_WORLD.Abort(1)
 
 
@@ -296,9 +301,13 @@ _COLLECTIVES = ("barrier", "all_reduce", "broadcast", "all_gather", "all_gather_
 
 
 def _describe(rank, row) -> str:
-    dtype = int(row[2]).to_bytes(8, "little").rstrip(b"\0").decode()
-    text = f"rank {rank} called {_COLLECTIVES[int(row[1])]} on {int(row[3])} x {dtype}"
-    return text + (f" ({int(row[4])})" if row[4] >= 0 else "")
+    name = _COLLECTIVES[int(row[1])]
+    if name == "barrier":
+        return f"rank {rank} called barrier()"
+    dtype = np.dtype(int(row[2]).to_bytes(8, "little").rstrip(b"\0").decode()).name
+    args = {"all_reduce": f"op={_OPS[int(row[4])]!r}", "broadcast": f"src={int(row[4])}"}
+    unit = "per row" if name == "all_gather_rows" else "elements"
+    return f"rank {rank} called {name}({args.get(name, '')}) on {int(row[3])} {dtype} {unit}"
 
 
 def barrier() -> None:

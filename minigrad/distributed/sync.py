@@ -58,16 +58,16 @@ def check_same_layout(module) -> None:
             a, b = tables[0][i], tables[rank][i]
             if np.array_equal(a, b):
                 continue
-            name = named[i][0]  # our own name for tensor i; the hash says whether it agrees
+            name = named[i][0]  # this rank's name for tensor i; the hash says if it agrees
             if a[0] != b[0]:
-                problem = "has a different name"
+                problem = f"is named differently on rank 0 and rank {rank}"
             elif a[1] != b[1]:
-                problem = "has a different dtype"
+                problem = f"has different dtypes on rank 0 and rank {rank}"
             else:
-                problem = f"has shape {_shape_of(b)}, but {_shape_of(a)} on rank 0"
+                problem = f"has shape {_shape_of(a)} on rank 0 but {_shape_of(b)} on rank {rank}"
             raise ValueError(
                 f"the ranks' models differ: tensor #{i} ({name!r} on rank {g.get_rank()}) "
-                f"{problem} on rank {rank}; every rank must build the same model"
+                f"{problem}; every rank must build the same model"
             )
 
 
