@@ -11,6 +11,7 @@ from .attention import AdditiveAttention, MultiplicativeAttention, masked_softma
 from .cells import GRUCell, LSTMCell, RNNCell
 from .elman import ElmanRNN, OutputToHiddenRNN
 from .heads import HierarchicalRNN, LanguageModel, SequenceClassifier, SequenceTagger
+from .inits import chrono_init_, forget_bias_init_
 from .layers import GRU, IRNN, LSTM, RNN, identity_init_, make_rnn
 from .seq2seq import Hypothesis, Seq2Seq
 from .tbptt import detach_state
@@ -25,6 +26,8 @@ __all__ = [
     "IRNN",
     "identity_init_",
     "make_rnn",
+    "forget_bias_init_",
+    "chrono_init_",
     "ElmanRNN",
     "OutputToHiddenRNN",
     "AdditiveAttention",
