@@ -8,9 +8,13 @@ the gradient flows back at most T steps while the state remembers further.
     python examples/char_lm.py                 # the default run: 5,000 steps (about 10 epochs)
     python examples/char_lm.py --resume        # go on from the last checkpoint, same trajectory
     python examples/char_lm.py --quick         # a few seconds, for the test suite
+    mpiexec -n 2 python examples/char_lm.py    # data-parallel on 2 ranks, the same global batch
 
 Prints training loss and tokens/s, validation loss in nats and bits per character and
 perplexity; checkpoints every --ckpt-every steps and on Ctrl-C; ends by sampling text.
+Under mpiexec each rank trains on its block of the B streams (minigrad.distributed), the
+gradients are reduced across ranks, and only rank 0 prints and writes; a checkpoint resumes
+on any number of ranks (B must be at least the number of ranks).
 Writes to --out (default examples/results/char_lm/, or char_lm-quick/ with --quick): metrics.json,
 sample.txt, loss.png and checkpoint.npz.
 """
@@ -28,6 +32,7 @@ import numpy as np
 from common import add_out_argument, output_folder, pyplot
 
 import minigrad as mg
+import minigrad.distributed as dist
 import minigrad.nn as nn
 import minigrad.nn.functional as F
 import minigrad.optim as optim
@@ -120,7 +125,8 @@ def chunk(data: np.ndarray, k: int, bptt: int) -> tuple:
 
 
 def evaluate(model, data, n_chunks, bptt) -> float:
-    """Mean cross-entropy in nats per character over the whole split, state carried across."""
+    """Mean cross-entropy in nats per character over the whole split, state carried across
+    (each rank reads its own streams; the sums are added over the ranks)."""
     model.eval()
     state, total, count = None, 0.0, 0
     with mg.no_grad():
@@ -132,17 +138,24 @@ def evaluate(model, data, n_chunks, bptt) -> float:
             ).item()
             count += y.size
     model.train()
-    return total / count
+    total, count = dist.all_reduce(np.array([total, count], np.float64))
+    return float(total / count)
 
 
-def save_checkpoint(path, model, opt, step, state, history, running):
+def save_checkpoint(path, model, opt, step, state, history, running, shard):
+    """Written by rank 0 alone (mg.save is atomic); the carried state of all B streams is
+    gathered first, so that any number of ranks can resume it."""
+    if state is not None:
+        state = [shard.gather(s.numpy(), axis=1) for s in state]  # (layers, B, H) each
+    if not dist.is_main_process():
+        return
     mg.save(
         {
             "model": model.state_dict(),
             "optim": opt.state_dict(),
             "step": step,
             "running": running,
-            "state": [s.numpy() for s in state] if state is not None else None,
+            "state": state,
             "history": history,
         },
         path,
@@ -190,6 +203,11 @@ def main(argv=None) -> dict:
     vocab = len(corpus.chars)
     train, n_train = streams(corpus.train, args.batch, args.bptt)
     val, n_val = streams(corpus.val, args.batch, args.bptt)
+    # Data parallelism: this rank's block of the B streams (all of them on a single rank).
+    log = dist.rank_zero_only(print)
+    shard = dist.StreamSharder(args.batch)
+    train, val = shard.shard(train), shard.shard(val)
+    share = len(train) / args.batch  # the fraction of the global batch's tokens read here
 
     mg.manual_seed(args.seed)
     model = LanguageModel(vocab, args.embed, args.hidden, cell="lstm")
@@ -203,18 +221,22 @@ def main(argv=None) -> dict:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optim"])
         step, history, running = int(saved["step"]), saved["history"], saved["running"]
-        state = tuple(mg.tensor(s) for s in saved["state"]) if saved["state"] else None
-        print(f"resumed from {ckpt} at step {step}")
-    print(
+        state = saved["state"]
+        state = tuple(mg.tensor(shard.shard(s, axis=1)) for s in state) if state else None
+        log(f"resumed from {ckpt} at step {step}")
+    # Same start on every rank (rank 0's parameters), gradients summed over the ranks.
+    ddp = dist.DistributedDataParallel(model, reduce_op="sum") if shard.num_replicas > 1 else None
+    log(
         f"{model}\n{sum(p.numel() for p in model.parameters()):,} parameters; "
         f"{len(corpus.train):,} training and {len(corpus.val):,} validation characters; "
         f"{n_train} chunks of {args.batch}x{args.bptt} per epoch"
+        + (f", {len(train)} streams on each of {shard.num_replicas} ranks" if ddp else "")
     )
 
     # Ctrl-C finishes the current step, then checkpoints and stops.
     interrupted = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    bar = progress(args.steps, step)
+    bar = progress(args.steps, step) if dist.is_main_process() else None
     tokens, t0 = 0, time.perf_counter()
     try:
         while step < args.steps and not interrupted:
@@ -222,18 +244,26 @@ def main(argv=None) -> dict:
             if k == 0:
                 state = None  # a new pass over the streams starts from a zero state
             x, y = chunk(train, k, args.bptt)
-            logits, state = model(mg.tensor(x), state)
-            loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+            logits, state = (ddp or model)(mg.tensor(x), state)
+            # This rank's mean times its share: summed over the ranks, the global batch's mean.
+            loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1)) * share
             opt.zero_grad()
             loss.backward()
+            if ddp is not None:
+                ddp.synchronize()  # summed gradients (done inside backward when it overlaps)
             nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
             state = detach_state(state)  # truncated BPTT: carry the state, cut the graph
             step += 1
             if tokens == 0:
-                print("first training step finished", flush=True)  # benchmarks/startup.py
-            tokens += y.size
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+                log("first training step finished", flush=True)  # benchmarks/startup.py
+            tokens += args.batch * args.bptt
+            # The global loss, and a Ctrl-C seen on any rank stops all of them at this step.
+            value, stop = dist.all_reduce(np.array([loss.item(), len(interrupted)], np.float64))
+            if stop and not interrupted:
+                interrupted.append(True)
+            value = float(value)
+            running = value if running is None else 0.98 * running + 0.02 * value
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.3f}")
@@ -242,27 +272,29 @@ def main(argv=None) -> dict:
                 history["train"].append(running)
             if step % 100 == 0 and (bar is None or bar.disable):
                 rate = tokens / (time.perf_counter() - t0)
-                print(f"step {step:5d}  train loss {running:.4f}  {rate:,.0f} tokens/s", flush=True)
+                log(f"step {step:5d}  train loss {running:.4f}  {rate:,.0f} tokens/s", flush=True)
             if step % args.eval_every == 0 or step == args.steps:
                 v = evaluate(model, val, n_val, args.bptt)
                 history["val_step"].append(step)
                 history["val"].append(v)
-                print(
+                log(
                     f"step {step:5d}  validation {v:.4f} nats/char = {v / math.log(2):.4f} "
                     f"bits/char, perplexity {math.exp(v):.3f}",
                     flush=True,
                 )
             if step % args.ckpt_every == 0:
-                save_checkpoint(ckpt, model, opt, step, state, history, running)
+                save_checkpoint(ckpt, model, opt, step, state, history, running, shard)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    save_checkpoint(ckpt, model, opt, step, state, history, running)
+    save_checkpoint(ckpt, model, opt, step, state, history, running, shard)
     if interrupted:
-        print(f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume)")
+        log(f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume)")
 
+    if not dist.is_main_process():
+        return None  # rank 0 samples, reports and writes the results
     sample = corpus.decode(
         model.sample(prime, args.sample_len, temperature=args.temperature, top_k=args.top_k)
     )
