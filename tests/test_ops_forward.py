@@ -7,10 +7,10 @@ RuntimeWarnings are errors, so an overflow inside an op (sigmoid(-1e4)) fails it
 
 import numpy as np
 import pytest
-from conftest import FLOAT_DTYPES, Domain, arrays, assert_close, broadcast_shapes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ops_table import BINARY, INDEX_EXAMPLES, MATMUL_EXAMPLES, OPS
+from strategies import FLOAT_DTYPES, Domain, arrays, assert_close, broadcast_shapes
 
 import minigrad as mg
 
