@@ -20,6 +20,7 @@ class _State(threading.local):
     grad_enabled = True
     anomaly = False
     tracer = None  # a list while minigrad.fusion records the ops of a function
+    forward = None  # while mg.jvp runs: a callable giving each op's output its tangent
 
 
 _state = _State()
@@ -198,6 +199,8 @@ class Function:
         if state.anomaly:
             _check_finite(out, f"forward of {fn.name}")
         result = wrap_output(out)
+        if state.forward is not None:  # forward mode (minigrad/forward_ad.py)
+            state.forward(fn, tensors, result)
         if out.base is not None:
             share_version_with_view(tensors, result)
         if state.tracer is not None:

@@ -60,6 +60,8 @@ class Fused:
             )
         if autograd._state.tracer is not None:  # inside another trace: be part of it
             return self.fn(*args)
+        if autograd._state.forward is not None:  # mg.jvp: the plain ops have tangent rules
+            return self.fn(*args)
         flat, key = [], []
         _flatten(args, flat, key)
         ids = [id(t) for t in flat]

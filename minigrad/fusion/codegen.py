@@ -353,12 +353,21 @@ def load_module(source: str):
     return module
 
 
+def _show(source: str) -> str:
+    """MINIGRAD_PRINT_KERNELS=1: print each kernel's loop as it is generated (once per
+    process), to see what a fused function compiles to."""
+    if os.environ.get("MINIGRAD_PRINT_KERNELS", "0") not in ("", "0"):
+        print(f"# ---- minigrad.fuse kernel ----\n{source}", flush=True)
+    return source
+
+
 @functools.cache
 def forward_kernel(spec: Spec):
-    return load_module(_header(spec.dtype) + "\n\n" + forward_source(spec)).forward
+    source = _show(forward_source(spec))
+    return load_module(_header(spec.dtype) + "\n\n" + source).forward
 
 
 @functools.cache
 def backward_kernel(spec: Spec, needs: tuple):
-    source = _header(spec.dtype) + "\n\n" + backward_source(spec, needs)
-    return load_module(source).backward
+    source = _show(backward_source(spec, needs))
+    return load_module(_header(spec.dtype) + "\n\n" + source).backward

@@ -13,9 +13,11 @@ from . import codegen
 
 def unstack(y, i):
     """y[i] for a fused node's stacked outputs: GetItem's node, made without apply's
-    generality (this runs for every output of every fused call)."""
+    generality (this runs for every output of every fused call). A view of y's memory, so it
+    shares y's version counter, as GetItem.apply's result would."""
     data = y.data
     t = _Tensor._wrap(data[i])
+    autograd.share_version_with_view((y,), t)
     if y._node is not None:
         node = GetItem()
         node.index, node.in_shape = i, data.shape
@@ -84,15 +86,34 @@ class FusedKernel:
             for keep, shape in zip(self.keep, self.loop_shapes, strict=True)
         ]
         self.names = ", ".join(cls.__name__.lower() for cls, _, _ in group.members)
+        self.group, self.var_names = group, names  # for explain()
         self._layout()
         self._forward = None
         self._backward = {}
 
     def absorb(self, op) -> None:
-        cls, in_slots, kwargs, s = op
-        self.prologue.append((cls, kwargs, in_slots, s))
-        self.names = f"{cls.__name__.lower()}, {self.names}"
+        """Run `op` (a trace.Op whose result only this kernel reads) inside the node."""
+        self.prologue.append((op.cls, op.kwargs, op.ins, op.out))
+        self.names = f"{op.cls.__name__.lower()}, {self.names}"
         self._layout()
+
+    def explain(self) -> str:
+        g = self.group
+        outs = ", ".join(f"s{s}" for s in self.out_slots)
+        lines = [f"fused node -> {outs}: {g.dtype} loops over {g.shape} (R={self.R}, C={self.C})"]
+        for cls, kwargs, in_slots, s in self.prologue:
+            args = [f"s{i}" for i in in_slots] + [f"{k}={v!r}" for k, v in kwargs.items()]
+            lines.append(f"    first runs s{s} = {cls.__name__}({', '.join(args)})")
+        lines.append("    node inputs: " + ", ".join(f"s{s}" for s in self.input_slots))
+        # Variables as the generated loops name them (renamed in order of appearance).
+        names = self.var_names
+        lines += [f"    {names[var]} = {r}" for var, r in g.reads.items()]
+        lines += [
+            f"    {type(m)(m.cls, tuple(names[v] for v in m.ins), names[m.out])}" for m in g.members
+        ]
+        saved = self.spec.saved_vars()
+        lines.append(f"    saves {len(saved)} intermediate(s) for backward")
+        return "\n".join(lines)
 
     def _layout(self):
         made = {s: j for j, (_, _, _, s) in enumerate(self.prologue)}
@@ -181,7 +202,7 @@ class FusedOp(Function):
 
     def forward(self, *arrays, kernel=None):
         self.kernel = kernel
-        result, self.saved = kernel.forward(arrays, autograd._state.grad_enabled)
+        result, self.saved = kernel.forward(arrays, autograd.is_grad_enabled())
         return result
 
     def backward(self, g):
