@@ -30,6 +30,24 @@ def is_grad_enabled() -> bool:
     return _state.grad_enabled
 
 
+def is_tracing() -> bool:
+    """Whether the ops applied now are being recorded (see `tracing`)."""
+    return _state.tracer is not None
+
+
+@contextlib.contextmanager
+def tracing(records: list):
+    """Append (op class, input tensors, kwargs, output tensor) to `records` for every op
+    applied inside, in order: the trace `mg.fuse` plans from. Traces do not nest."""
+    if _state.tracer is not None:
+        raise RuntimeError("autograd.tracing: already recording a trace")
+    _state.tracer = records
+    try:
+        yield records
+    finally:
+        _state.tracer = None
+
+
 @contextlib.contextmanager
 def _grad_mode(enabled: bool):
     previous = _state.grad_enabled

@@ -1,14 +1,16 @@
 """`mg.fuse(fn)`: run a function of tensors with its elementwise chains compiled into one kernel.
 
 The first call with a given set of argument shapes and dtypes runs `fn` on stand-ins for its
-tensor arguments while the engine records every op it applies (a trace). `plan.py` cuts the
-trace into groups: maximal runs of elementwise ops (those with `scalar` templates) producing
-one shape, which read their inputs whole, broadcast, or as last-axis slices (what `chunk` and
-`split` make), recomputing a cheap producer of a slice slice by slice. Each group becomes one
-graph node (`node.py`) whose forward and backward are generated Numba loops (`codegen.py`),
-and which also runs a matmul or slice that feeds only it; every other op is replayed as
-itself. Every call, the first included, replays that plan: an LSTM step of 16 nodes becomes
-one fused node (plus two views for h and c), its gate arithmetic one pass each way.
+tensor arguments while the engine records every op it applies (`autograd.tracing`). `plan.py`
+turns that trace into replayable steps by named passes (`trace.py`: the ops over numbered
+slots; `groups.py`: the cut into groups; then liveness, absorption and frees). A group is a
+maximal run of elementwise ops (those with `scalar` templates) producing one shape, which read
+their inputs whole, broadcast, or as last-axis slices (what `chunk` and `split` make),
+recomputing a cheap producer of a slice slice by slice. Each group becomes one graph node
+(`node.py`) whose forward and backward are generated Numba loops (`codegen.py`), and which
+also runs a matmul or slice that feeds only it; every other op is replayed as itself. Every
+call, the first included, replays that plan: an LSTM step of 16 nodes becomes one fused node
+(plus two views for h and c), its gate arithmetic one pass each way.
 
 As with any tracing JIT, the function must be a fixed sequence of ops on its arguments:
 - Python control flow is decided at trace time: a branch on a tensor's values is not retraced.
@@ -18,6 +20,10 @@ As with any tracing JIT, the function must be a fixed sequence of ops on its arg
 - An op that takes a NumPy array argument (a `where` mask, an index array) cannot be traced:
   its array would be frozen at trace time. Calling such ops raises a TypeError.
 Non-tensor arguments (ints, strings, None) are part of the signature: a new value retraces.
+
+To see what fusion made of a function: `f.explain(*args)` returns the plan for those arguments
+as text (`kernels=True` adds the generated loops' source), and MINIGRAD_PRINT_KERNELS=1 prints
+each kernel's source as it is generated.
 """
 
 from __future__ import annotations
@@ -58,10 +64,22 @@ class Fused:
                 f"mg.fuse({self.__qualname__}): pass arguments by position "
                 f"(got keywords {sorted(kwargs)})"
             )
-        if autograd._state.tracer is not None:  # inside another trace: be part of it
+        if autograd.is_tracing():  # inside another trace: be part of it
             return self.fn(*args)
         if autograd._state.forward is not None:  # mg.jvp: the plain ops have tangent rules
             return self.fn(*args)
+        flat, plan = self._plan(args)
+        if not plan.fuses:  # nothing to fuse: calling fn costs less than replaying its ops
+            return self.fn(*args)
+        return plan.run(flat)
+
+    def explain(self, *args, kernels: bool = False) -> str:
+        """The plan for these arguments as text (tracing them if no call has yet): its slots,
+        steps and fused nodes; with kernels=True also the generated source of the loops."""
+        return self._plan(args)[1].explain(kernels=kernels)
+
+    def _plan(self, args):
+        """The tensors of args, flattened, and the plan for their signature (traced if new)."""
         flat, key = [], []
         _flatten(args, flat, key)
         ids = [id(t) for t in flat]
@@ -71,9 +89,7 @@ class Fused:
         plan = self.plans.get(key)
         if plan is None:
             plan = self.plans[key] = self._trace(args, flat)
-        if not plan.fuses:  # nothing to fuse: calling fn costs less than replaying its ops
-            return self.fn(*args)
-        return plan.run(flat)
+        return flat, plan
 
     def _trace(self, args, flat):
         """Record fn's ops on stand-ins for the tensor arguments (so that a tensor fn also
@@ -86,11 +102,10 @@ class Fused:
                 s._requires_grad = t._requires_grad
         records, rng = [], _random.generator().bit_generator
         rng_state = rng.state
-        autograd._state.tracer = records
         try:
-            result = self.fn(*_substitute(args, stand_ins))
+            with autograd.tracing(records):
+                result = self.fn(*_substitute(args, stand_ins))
         finally:
-            autograd._state.tracer = None
             rng.state = rng_state
         return Plan(self.fn, [stand_ins[id(t)] for t in flat], records, result)
 
