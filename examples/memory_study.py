@@ -1,0 +1,454 @@
+"""How long can each cell remember, at a real budget? The adding problem and the copy task at
+T = 50 ... 1000, three seeds per length, with the settings the literature found to matter.
+
+Minlie Huang's lecture slides "Recurrent Neural Networks" (Tsinghua University) give an
+"empirical feasible length" of RNN 100, LSTM 500, GRU 1000 steps, without task or protocol.
+`memory_tasks.py` shows the tasks at a budget of 1,500 updates and one seed; this study asks
+the question properly and says for what budget each answer holds.
+
+Tasks (the generators of memory_tasks.py; a fixed held-out set of --test sequences decides):
+  adding  Arjovsky, Shah & Bengio (2016)'s placement of Le, Jaitly & Hinton (2015)'s adding
+          problem: one marker uniform in the first half, one in the second; target the sum of
+          the two marked numbers, read from the last state. Solved: test MSE < 0.01 (predicting
+          1 gives 0.167).
+  copy    Arjovsky et al. (2016)'s copying memory (after Hochreiter & Schmidhuber 1997):
+          --copy-symbols S symbols of 8, a delay of T, then recall; cross-entropy on the S
+          recall steps. Solved: recall accuracy > 0.95 (chance 0.125).
+
+Settings (--settings; each one cell with its initialisation and optimiser):
+  rnn          tanh RNN, PyTorch's U(-1/sqrt(H), 1/sqrt(H)) init, Adam (--lr), clip (--clip)
+  irnn         ReLU RNN with W_hh = I, b = 0, input weights N(0, 0.001^2) (Le et al. 2015), Adam
+  irnn-sgd     the IRNN trained as Le et al. (2015) trained it: plain SGD with gradient
+               clipping (--sgd-lr, --sgd-clip; they searched both per task)
+  lstm         LSTM with forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015), Adam
+  lstm-b0      LSTM with PyTorch's init (forget gate near 0.5 at the start), Adam
+  lstm-chrono  LSTM with chrono initialisation for t_max = the task's lag (Tallec & Ollivier
+               2018), Adam
+  gru          GRU, PyTorch's init, Adam
+
+Budget: each run stops when it solves the task (tested every --eval-every updates) or after
+--steps updates or --cpu-budget CPU seconds, whichever comes first. The lengths run from short
+to long, all settings and seeds at one length before the next; a setting goes on to a longer
+length only while it solved the previous one in a majority of seeds (--stop-rule majority),
+or in at least one (--stop-rule all), and a seed is skipped once the majority cannot be
+reached. So the budget is spent where the answer is undecided: near each cell's limit.
+
+    python examples/memory_study.py            # the default study (many CPU hours; resumable)
+    python examples/memory_study.py            # again: skips finished runs, resumes the rest
+    python examples/memory_study.py --report   # tables and figures of what is finished
+    python examples/memory_study.py --quick    # seconds (the test suite runs this)
+
+Writes to --out (default examples/results/memory_study/, memory_study-quick/ with --quick):
+runs/ (one JSON per finished run, checkpoints of unfinished ones), results.md, metrics.json,
+memory_study.png.
+"""
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
+import numpy as np
+from common import add_common_arguments, markdown_table, output_folder, pyplot, write_json
+from memory_tasks import Task
+from study_runs import Run, RunStore, Stop, flush_denormals, rng_from_state, rng_state
+
+import minigrad as mg
+import minigrad.nn as nn
+import minigrad.optim as optim
+from models import GRU, IRNN, LSTM, RNN, chrono_init_, forget_bias_init_
+
+NAME = "memory_study"
+SETTINGS = ("rnn", "irnn", "irnn-sgd", "lstm", "lstm-b0", "lstm-chrono", "gru")
+DEFAULT_SETTINGS = ["rnn", "irnn", "irnn-sgd", "lstm", "lstm-chrono", "gru"]
+LABELS = {
+    "rnn": "tanh RNN",
+    "irnn": "IRNN (Adam)",
+    "irnn-sgd": "IRNN (SGD, Le et al.)",
+    "lstm": "LSTM (b_f = 1)",
+    "lstm-b0": "LSTM (PyTorch init)",
+    "lstm-chrono": "LSTM (chrono)",
+    "gru": "GRU",
+}
+CLAIM = {"rnn": 100, "lstm": 500, "gru": 1000}  # Huang's slides: "empirical feasible length"
+CELL_OF = {s: s.split("-")[0] for s in SETTINGS}  # whose claim applies (none for the IRNN)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_common_arguments(p, NAME)
+    p.add_argument("--tasks", nargs="+", choices=("adding", "copy"), default=["adding", "copy"])
+    p.add_argument("--settings", nargs="+", choices=SETTINGS, default=DEFAULT_SETTINGS)
+    p.add_argument("--lengths", type=int, nargs="+", help="T, increasing (50 100 200 500 1000)")
+    p.add_argument("--seeds", type=int, help="seeds per length (default 3)")
+    p.add_argument("--steps", type=int, help="most updates per run (default 20000)")
+    p.add_argument("--cpu-budget", type=float, help="most CPU seconds per run (default 1800)")
+    p.add_argument("--hidden", type=int, help="hidden units (default 64)")
+    p.add_argument("--batch", type=int, help="sequences per update (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (default 1)")
+    p.add_argument("--sgd-lr", type=float, default=1e-2, help="irnn-sgd learning rate (1e-2)")
+    p.add_argument("--sgd-clip", type=float, default=1.0, help="irnn-sgd clip (default 1)")
+    p.add_argument("--eval-every", type=int, help="test every N updates (default 100)")
+    p.add_argument("--test", type=int, help="held-out sequences (default 1000)")
+    p.add_argument("--copy-symbols", type=int, default=10, help="S, symbols to copy (10)")
+    p.add_argument("--stop-rule", choices=("majority", "all"), default="majority")
+    p.add_argument("--ckpt-seconds", type=float, default=60.0, help="checkpoint every N CPU s")
+    p.add_argument("--report", action="store_true", help="only tabulate the finished runs")
+    args = p.parse_args(argv)
+    full = dict(lengths=[50, 100, 200, 500, 1000], seeds=3, steps=20000, cpu_budget=1800.0)
+    full.update(hidden=64, batch=32, eval_every=100, test=1000)
+    quick = dict(lengths=[4, 8], seeds=2, steps=30, cpu_budget=60.0, hidden=8, batch=8)
+    quick.update(eval_every=10, test=32, copy_symbols=3)
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key, None) is None or (args.quick and key == "copy_symbols"):
+            setattr(args, key, value)
+    if sorted(args.lengths) != args.lengths or min(args.lengths) < 2:
+        p.error("--lengths must be increasing and at least 2")
+    args.copy_loss = "recall"
+    return args
+
+
+# ----- one run -------------------------------------------------------------------------------
+class Model(nn.Module):
+    def __init__(self, setting, task: Task, hidden: int):
+        super().__init__()
+        n_in, lag = task.input_size, task.T + (task.S if task.name == "copy" else 0)
+        if setting == "rnn":
+            self.rnn = RNN(n_in, hidden)
+        elif setting.startswith("irnn"):
+            self.rnn = IRNN(n_in, hidden, input_std=0.001)
+        elif setting.startswith("lstm"):
+            self.rnn = LSTM(n_in, hidden)
+            if setting == "lstm":
+                forget_bias_init_(self.rnn, 1.0)
+            elif setting == "lstm-chrono":
+                chrono_init_(self.rnn, max(lag, 3))
+        else:
+            self.rnn = GRU(n_in, hidden)
+        self.head = nn.Linear(hidden, task.output_size)
+        self.read = 1 if task.name == "adding" else task.S  # steps read out at the end
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[-self.read :])
+
+
+def run_key(task, setting, T, seed):
+    return f"{task}-{setting}-T{T}-s{seed}"
+
+
+def train(store, key, setting, task: Task, args, seed) -> dict:
+    run = Run(store, key)
+    mg.manual_seed(seed)
+    model = Model(setting, task, args.hidden)
+    if setting == "irnn-sgd":
+        opt, clip = optim.SGD(model.parameters(), lr=args.sgd_lr), args.sgd_clip
+    else:
+        opt, clip = optim.Adam(model.parameters(), lr=args.lr), args.clip
+    rng, step, curve, metric = np.random.default_rng(seed), 0, [], math.nan
+    if run.resumed:
+        s = run.saved
+        model.load_state_dict(s["model"])
+        opt.load_state_dict(s["optim"])
+        rng, step, curve = rng_from_state(s["rng"]), int(s["step"]), [list(c) for c in s["curve"]]
+        metric = curve[-1][2] if curve else math.nan
+    norm = math.nan
+    state = lambda: dict(
+        model=model.state_dict(),
+        optim=opt.state_dict(),
+        rng=rng_state(rng),
+        step=step,
+        curve=curve,
+    )
+    x_test, y_test = task.test_set
+    solved_at, diverged, stopped_by = None, False, "steps"
+    while step < args.steps:
+        if run.cpu_s() >= args.cpu_budget:
+            stopped_by = "cpu"
+            break
+        x, y = task.batch(args.batch, rng)
+        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is a result, not a crash
+            out = model(mg.tensor(x))
+            loss = task.loss(out, y[-model.read :] if task.name == "copy" else y)
+            value = loss.item()
+            if math.isfinite(value):
+                opt.zero_grad()
+                loss.backward()
+                norm = nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if not (math.isfinite(value) and math.isfinite(norm)):
+            diverged, stopped_by = True, "diverged"
+            break
+        opt.step()
+        step += 1
+        if step % args.eval_every == 0 or step == args.steps:
+            with mg.no_grad(), np.errstate(over="ignore", invalid="ignore"):
+                metric = evaluate(model, task, x_test, y_test, args.batch)
+            curve.append([step, value, metric])
+            if task.solved(metric):
+                solved_at, stopped_by = step, "solved"
+                break
+        run.tick(state)
+    return store.finish(
+        key,
+        dict(
+            task=task.name,
+            setting=setting,
+            T=task.T,
+            seed=seed,
+            solved=solved_at is not None,
+            solved_at_step=solved_at,
+            steps=step,
+            test_metric=metric,
+            diverged=diverged,
+            stopped_by=stopped_by,
+            cpu_s=run.cpu_s(),
+            curve=curve,
+        ),
+    )
+
+
+def evaluate(model, task, x_test, y_test, batch) -> float:
+    """The test metric, computed in slices of 8 batches (bounded memory at T = 1000)."""
+    outs = [
+        model(mg.tensor(x_test[:, i : i + 8 * batch])).data
+        for i in range(0, len(x_test[0]), 8 * batch)
+    ]
+    out = np.concatenate(outs, axis=1)
+    if task.name == "adding":
+        return float(np.mean((out[-1] - y_test) ** 2))
+    return float(np.mean(out.argmax(-1) == y_test[-task.S :]))
+
+
+# ----- the schedule ----------------------------------------------------------------------------
+def need(args, rule=None) -> int:
+    """Seeds that must solve a length: a majority (the tables' definition of solved), or one
+    under --stop-rule all (which then schedules longer lengths more generously)."""
+    return args.seeds // 2 + 1 if (rule or "majority") == "majority" else 1
+
+
+def status(results, task, setting, T, args, rule=None):
+    """'solved', 'failed' (no longer reachable), or 'open', for one setting at one length."""
+    done = [results.get(run_key(task, setting, T, s)) for s in range(args.seeds)]
+    solved = sum(1 for r in done if r and r["solved"])
+    failed = sum(1 for r in done if r and not r["solved"])
+    if solved >= need(args, rule):
+        return "solved"
+    return "failed" if failed > args.seeds - need(args, rule) else "open"
+
+
+def eligible(results, task, setting, T, seed, args) -> bool:
+    """Run this seed unless the setting failed the previous length or already failed this one
+    (a seed still runs after a length is decided solved: it gives the spread)."""
+    i, rule = args.lengths.index(T), args.stop_rule
+    if i > 0 and status(results, task, setting, args.lengths[i - 1], args, rule) != "solved":
+        return False
+    return status(results, task, setting, T, args, rule) != "failed"
+
+
+def plan(args):
+    return [
+        (task, setting, T, seed)
+        for T in args.lengths
+        for seed in range(args.seeds)
+        for task in args.tasks
+        for setting in args.settings
+    ]
+
+
+def run_study(args, out: Path) -> None:
+    store = RunStore(out, every_s=args.ckpt_seconds)
+    store.acquire()
+    results = store.results()
+    for task_name, setting, T, seed in plan(args):
+        key = run_key(task_name, setting, T, seed)
+        if key in results or not eligible(results, task_name, setting, T, seed, args):
+            continue
+        task = Task(task_name, T, args, np.random.default_rng(10_000 + T))
+        run_seed = 1000 * seed + T
+        print(f"{key}: {'resuming' if store.checkpoint_path(key).exists() else 'starting'}")
+        r = train(store, key, setting, task, args, run_seed)
+        results[key] = r
+        print(
+            f"{key}: {cell_text(r)}, {r['steps']} updates, {r['cpu_s']:.0f} CPU s "
+            f"(stopped by {r['stopped_by']})",
+            flush=True,
+        )
+
+
+# ----- report ----------------------------------------------------------------------------------
+def cell_text(r) -> str:
+    if r["diverged"]:
+        return "diverged"
+    if r["solved"]:
+        return f"{r['solved_at_step']}"
+    return ("{:.3f}" if r["task"] == "adding" else "{:.2f}").format(r["test_metric"])
+
+
+def longest(results, task, setting, args):
+    solved = [T for T in args.lengths if status(results, task, setting, T, args) == "solved"]
+    return max(solved, default=None)
+
+
+def report(results, args) -> tuple:
+    total = len(plan(args))
+    done = len([k for k in results if k in {run_key(*p) for p in plan(args)}])
+    open_left = sum(
+        1 for p in plan(args) if run_key(*p) not in results and eligible(results, *p, args)
+    )
+    complete = open_left == 0
+    parts = [
+        f"Budget per run: at most {args.steps:,} updates of {args.batch} sequences or "
+        f"{args.cpu_budget:,.0f} CPU seconds; hidden {args.hidden}; Adam lr {args.lr:g}, "
+        f"clip {args.clip:g} (irnn-sgd: SGD lr {args.sgd_lr:g}, clip {args.sgd_clip:g}); "
+        f"{args.seeds} seeds; solved at a length = solved in >= {need(args)} seeds.",
+        (
+            "All scheduled runs are done"
+            if complete
+            else f"**partial: {done} runs done, {open_left} of the next ones still to run**"
+        )
+        + f" ({total} in the full grid; runs "
+        "past a failed length are not scheduled).",
+    ]
+    for task in args.tasks:
+        rows = []
+        for setting in args.settings:
+            row = [LABELS[setting]]
+            for T in args.lengths:
+                rs = [results.get(run_key(task, setting, T, s)) for s in range(args.seeds)]
+                texts = [cell_text(r) for r in rs if r]
+                n_solved = sum(1 for r in rs if r and r["solved"])
+                row.append(f"{n_solved}/{len(texts)}: " + ", ".join(texts) if texts else "-")
+            best = longest(results, task, setting, args)
+            row.append("none" if best is None else str(best))
+            rows.append(row)
+        what = "MSE < 0.01" if task == "adding" else f"accuracy > 0.95, S = {args.copy_symbols}"
+        parts.append(
+            f"### {task} ({what}): solved seeds / seeds run, then per seed the updates to solve "
+            "or the final test metric\n\n"
+            + markdown_table(["setting"] + [f"T={T}" for T in args.lengths] + ["longest"], rows)
+        )
+    parts.append(
+        "### The notes' feasible lengths at this budget\n\n" + verdicts(results, args, complete)
+    )
+    return "\n\n".join(parts), complete
+
+
+def verdicts(results, args, complete) -> str:
+    rows = []
+    for cell, claim in CLAIM.items():
+        settings = [s for s in args.settings if CELL_OF[s] == cell]
+        for task in args.tasks:
+            best = max([longest(results, task, s, args) or 0 for s in settings], default=0)
+            beyond = [T for T in args.lengths if T > claim]
+            tried_beyond = any(
+                results.get(run_key(task, s, T, 0)) for s in settings for T in beyond
+            )
+            if best >= claim:
+                verdict = f"reached (solved T={best})"
+                if best > claim:
+                    verdict += ": longer than the notes' limit"
+                elif tried_beyond:
+                    verdict += "; the next length failed"
+            elif complete:
+                verdict = f"not reached at this budget (longest solved: {best or 'none'})"
+            else:
+                verdict = f"undecided yet (longest solved so far: {best or 'none'})"
+            rows.append([cell, task, claim, verdict])
+    return markdown_table(["cell (best setting)", "task", "notes' length", "this study"], rows)
+
+
+def plot(results, args, out: Path):
+    plt = pyplot()
+    if plt is None:
+        return None
+    fig, axes = plt.subplots(
+        1, len(args.tasks), figsize=(6.5 * len(args.tasks), 4.8), squeeze=False
+    )
+    for ax, task in zip(axes[0], args.tasks, strict=True):
+        for setting in args.settings:
+            pts = [
+                (r["T"], r["solved_at_step"])
+                for r in results.values()
+                if r["task"] == task and r["setting"] == setting and r["solved"]
+            ]
+            if not pts:
+                continue
+            T, n = np.array(pts).T
+            line = ax.plot(T, n, "o", alpha=0.5)[0]
+            Ts = sorted(set(T))
+            ax.plot(
+                Ts,
+                [np.median(n[T == t]) for t in Ts],
+                "-",
+                color=line.get_color(),
+                label=LABELS[setting],
+            )
+        ax.axhline(args.steps, color="gray", ls=":", label=f"update budget {args.steps:,}")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="length T",
+            ylabel="updates to solve",
+            title=f"{task}: updates needed (dots: seeds, line: median)",
+        )
+        ax.set_xticks(args.lengths, [str(T) for T in args.lengths])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "memory_study.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = output_folder(args.out, NAME, args.quick)
+    started = time.perf_counter()
+    ftz = flush_denormals()
+    print(
+        f"{NAME}: tasks {args.tasks}, settings {args.settings}, lengths {args.lengths}, "
+        f"{args.seeds} seeds, at most {args.steps} updates / {args.cpu_budget:g} CPU s per run"
+    )
+    stopped = False
+    if not args.report:
+        try:
+            run_study(args, out)
+        except Stop as e:
+            print(f"stopped: {e} checkpointed; run the same command to continue")
+            stopped = True
+    results = RunStore(out).results()
+    keys = {run_key(*p) for p in plan(args)}
+    results = {k: r for k, r in results.items() if k in keys}
+    tables, complete = report(results, args)
+    print("\n" + tables)
+    (out / "results.md").write_text(f"# Memory study\n\n{tables}\n", encoding="utf-8")
+    figure = plot(results, args, out)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    metrics = dict(
+        example=NAME,
+        quick=args.quick,
+        flush_denormals=ftz,
+        complete=complete,
+        stopped=stopped,
+        settings=settings,
+        notes_claim=CLAIM,
+        runs=sorted(results.values(), key=lambda r: (r["T"], r["seed"])),
+        longest_solved={
+            t: {s: longest(results, t, s, args) for s in args.settings} for t in args.tasks
+        },
+        cpu_s_total=sum(r["cpu_s"] for r in results.values()),
+        tables=tables,
+        figure=None if figure is None else figure.name,
+        wall_s=time.perf_counter() - started,
+    )
+    write_json(out / "metrics.json", metrics)
+    print(f"wrote {out / 'results.md'}, {out / 'metrics.json'}, figure {figure}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
