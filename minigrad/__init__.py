@@ -19,6 +19,7 @@ from .creation import (
 )
 from .device import device
 from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
+from .func import grad, jacobian, jvp, vjp
 from .functions import bmm, cat, chunk, matmul, split, stack, where
 from .fusion import fuse
 from .gradcheck import GradcheckError, gradcheck

@@ -68,6 +68,7 @@ def setitem(x, index, value) -> None:
             f"setitem: cannot assign a {value.dtype} value into a {x.dtype} tensor "
             "(it would be truncated); convert one of them first"
         )
+    _refuse_tangents("setitem (x[index] = value)", x, value)
     if not (autograd.is_grad_enabled() and (x._requires_grad or value._requires_grad)):
         x.data[index] = value.data
         bump_version(x)
@@ -102,6 +103,16 @@ def setitem(x, index, value) -> None:
     # The write happened in x's own array: x becomes the op's output.
     bump_version(x)
     x._requires_grad, x._node = out._requires_grad, out._node
+
+
+def _refuse_tangents(name: str, *tensors) -> None:
+    """Inside mg.jvp tangents follow tensor objects through ops: a write would leave one stale."""
+    forward = autograd._state.forward
+    if forward is not None and forward.carries(*tensors):
+        raise NotImplementedError(
+            f"{name}: in-place write into or from a tensor that carries a tangent inside mg.jvp; "
+            "write it out of place (x = x + y, mg.stack/mg.cat/mg.where)"
+        )
 
 
 def _check_writable(x, name: str) -> None:
@@ -157,6 +168,7 @@ class InPlaceMethods:
 
     def _inplace(self, name: str, other, values, graph):
         """values(array of other) -> new array; graph(other as tensor) -> new tensor."""
+        _refuse_tangents(name, self, other)
         recording = autograd.is_grad_enabled() and (
             self._requires_grad or getattr(other, "_requires_grad", False)
         )

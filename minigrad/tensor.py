@@ -190,8 +190,8 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         dtype = dtypes.as_dtype(dtype)
         if dtype == self.dtype:
             return self
-        if self._requires_grad and dtype.kind == "f":
-            return Cast.apply(self, dtype=dtype)
+        if (self._requires_grad or autograd._state.forward is not None) and dtype.kind == "f":
+            return Cast.apply(self, dtype=dtype)  # recorded, or its tangent follows (mg.jvp)
         return Tensor._wrap(self.data.astype(dtype))
 
     def float(self) -> Tensor:
@@ -383,6 +383,9 @@ class Cast(autograd.Function):
 
     def backward(self, g):
         return (g.astype(self.in_dtype),)
+
+    def jvp(self, out, t):
+        return t.astype(out.dtype)
 
 
 def _default_for(arr: np.ndarray) -> np.dtype:

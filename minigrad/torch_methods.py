@@ -24,6 +24,9 @@ class Clone(Function):
     def backward(self, g):
         return (g,)
 
+    def jvp(self, out, t):
+        return t
+
 
 def parse_to_arguments(args, kwargs):
     """Tensor.to's spellings: to(dtype), to(device), to(device, dtype), to(tensor), keywords."""

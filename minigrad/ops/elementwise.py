@@ -8,6 +8,9 @@ sqrt) the output is saved rather than the input, so backward recomputes nothing.
 `{out}` the output, `{g}` its gradient; `_0`, `_1`, `_2` typed constants): `minigrad.fusion`
 compiles chains of such ops into one Numba loop. Ops without them are never fused. Where a
 derivative is also a kernel (tanh, sigmoid), its template is made from the kernel's formula.
+
+`jvp(out, *tangents)` is the forward-mode rule (see ops/tangent.py): for an elementwise op the
+Jacobian is diagonal, so the tangent is scaled by the same derivative backward uses.
 """
 
 import numpy as np
@@ -15,6 +18,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from ..kernels.formulas import sigmoid_grad, tanh_grad, template
+from .tangent import lift, minus, plus, times
 
 
 class Add(Function):
@@ -27,6 +31,9 @@ class Add(Function):
     def backward(self, g):
         return g, g
 
+    def jvp(self, out, tx, ty):
+        return plus(tx, ty)
+
 
 class Sub(Function):
     scalar = "{x} - {y}"
@@ -37,6 +44,9 @@ class Sub(Function):
 
     def backward(self, g):
         return g, (-g if self.needs[1] else None)
+
+    def jvp(self, out, tx, ty):
+        return minus(tx, ty)
 
 
 class Mul(Function):
@@ -50,6 +60,10 @@ class Mul(Function):
     def backward(self, g):
         x, y = self.saved
         return (g * y if self.needs[0] else None), (g * x if self.needs[1] else None)
+
+    def jvp(self, out, tx, ty):
+        x, y = self.saved
+        return plus(times(tx, y, out.ndim), times(ty, x, out.ndim))
 
 
 class Div(Function):
@@ -66,6 +80,10 @@ class Div(Function):
         gx = g / y
         return (gx if self.needs[0] else None), (-gx * out if self.needs[1] else None)
 
+    def jvp(self, out, tx, ty):
+        y, out = self.saved
+        return minus(times(tx, 1 / y, out.ndim), times(ty, out / y, out.ndim))
+
 
 class Neg(Function):
     scalar = "-{x}"
@@ -76,6 +94,9 @@ class Neg(Function):
 
     def backward(self, g):
         return (-g,)
+
+    def jvp(self, out, t):
+        return -t
 
 
 class Pow(Function):
@@ -98,6 +119,12 @@ class Pow(Function):
             gy = g * out * np.log(safe)
         return gx, gy
 
+    def jvp(self, out, tx, ty):
+        x, y, out = self.saved
+        dx = None if tx is None else y * x ** np.where(y == 0, 1, y - 1)  # as in backward
+        dy = None if ty is None else out * np.log(np.where(x > 0, x, 1))
+        return plus(times(tx, dx, out.ndim), times(ty, dy, out.ndim))
+
 
 class Exp(Function):
     scalar = "exp({x})"
@@ -111,6 +138,9 @@ class Exp(Function):
     def backward(self, g):
         return (g * self.saved,)
 
+    def jvp(self, out, t):
+        return t * self.saved
+
 
 class Log(Function):
     scalar = "log({x})"
@@ -122,6 +152,9 @@ class Log(Function):
 
     def backward(self, g):
         return (g / self.saved,)
+
+    def jvp(self, out, t):
+        return t / self.saved
 
 
 class Sqrt(Function):
@@ -136,6 +169,9 @@ class Sqrt(Function):
     def backward(self, g):
         return (g / (2 * self.saved),)
 
+    def jvp(self, out, t):
+        return t / (2 * self.saved)
+
 
 class Abs(Function):
     def forward(self, x):
@@ -144,6 +180,9 @@ class Abs(Function):
 
     def backward(self, g):
         return (g * np.sign(self.saved),)
+
+    def jvp(self, out, t):
+        return t * np.sign(self.saved)
 
 
 class Tanh(Function):
@@ -158,6 +197,9 @@ class Tanh(Function):
     def backward(self, g):
         return (kernels.tanh_backward(g, self.saved),)
 
+    def jvp(self, out, t):
+        return tanh_grad(t, self.saved, 1)
+
 
 class Sigmoid(Function):
     scalar = "sigmoid({x})"
@@ -171,6 +213,9 @@ class Sigmoid(Function):
     def backward(self, g):
         return (kernels.sigmoid_backward(g, self.saved),)
 
+    def jvp(self, out, t):
+        return sigmoid_grad(t, self.saved, 1)
+
 
 class Relu(Function):
     scalar = "relu({x})"
@@ -182,6 +227,9 @@ class Relu(Function):
 
     def backward(self, g):
         return (kernels.relu_backward(g, self.saved),)
+
+    def jvp(self, out, t):
+        return t * (self.saved > 0)
 
 
 class Maximum(Function):
@@ -196,6 +244,11 @@ class Maximum(Function):
         share = (x > y) + g.dtype.type(0.5) * (x == y)  # a bare 0.5 would make it float64
         return g * share, g * (1 - share)
 
+    def jvp(self, out, tx, ty):
+        x, y = self.saved
+        share = (x > y) + out.dtype.type(0.5) * (x == y)
+        return plus(times(tx, share, out.ndim), times(ty, 1 - share, out.ndim))
+
 
 class Minimum(Function):
     def forward(self, x, y):
@@ -206,6 +259,11 @@ class Minimum(Function):
         x, y = self.saved
         share = (x < y) + g.dtype.type(0.5) * (x == y)
         return g * share, g * (1 - share)
+
+    def jvp(self, out, tx, ty):
+        x, y = self.saved
+        share = (x < y) + out.dtype.type(0.5) * (x == y)
+        return plus(times(tx, share, out.ndim), times(ty, 1 - share, out.ndim))
 
 
 class Clip(Function):
@@ -225,6 +283,15 @@ class Clip(Function):
             inside &= x <= self.hi
         return (g * inside,)
 
+    def jvp(self, out, t):
+        x = self.saved
+        inside = np.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return t * inside
+
 
 class Where(Function):
     """where(cond, x, y); cond is a boolean array, not differentiated."""
@@ -240,3 +307,10 @@ class Where(Function):
             np.where(cond, g, zero) if self.needs[0] else None,
             np.where(cond, zero, g) if self.needs[1] else None,
         )
+
+    def jvp(self, out, tx, ty):
+        cond = self.saved
+        zero = np.zeros((), dtype=out.dtype)
+        tx = zero if tx is None else lift(tx, out.ndim)
+        ty = zero if ty is None else lift(ty, out.ndim)
+        return np.where(cond, tx, ty)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function, ProductGrad
+from .tangent import lift, plus
 
 
 class MatMul(Function):
@@ -56,6 +57,27 @@ class MatMul(Function):
                     gy = gy[..., 0]
         return gx, gy
 
+    def jvp(self, out, tx, ty):
+        # d(x @ y) = dx @ y + x @ dy, each direction of the K axis a batch dim in front. A
+        # vector operand's tangent becomes a one-row (one-column) matrix, and every matrix is
+        # lifted to the product's batch rank so that K never meets a batch dim.
+        x, y = self.saved
+        batch = out.ndim - (x.ndim > 1) - (y.ndim > 1)  # out's broadcast batch dims
+        dx = dy = None
+        if tx is not None:
+            if x.ndim > 1:
+                dx = np.matmul(lift(tx, batch + 2), y)
+            elif y.ndim == 1:
+                dx = np.matmul(tx, y)
+            else:
+                dx = np.matmul(lift(tx[:, None, :], batch + 2), y)[..., 0, :]
+        if ty is not None:
+            if y.ndim > 1:
+                dy = np.matmul(x, lift(ty, batch + 2))
+            else:
+                dy = np.matmul(x, lift(ty[..., None], batch + 2))[..., 0]
+        return plus(dx, dy)
+
 
 class Linear(Function):
     """y = x W^T + b, x of shape (..., in), W (out, in), b (out,) or absent (PyTorch's layout),
@@ -85,3 +107,15 @@ class Linear(Function):
         gw = ProductGrad(g2, x2) if self.needs[1] else None
         gb = kernels.sum_rows(g2) if len(self.needs) > 2 and self.needs[2] else None
         return gx, gw, gb
+
+    def jvp(self, out, tx, tw, tb=None):
+        x2, w = self.saved
+        k = (tx if tx is not None else tw if tw is not None else tb).shape[0]
+        rows = np.zeros((k, x2.shape[0], w.shape[0]), dtype=out.dtype)
+        if tx is not None:  # dx W^T over all rows at once
+            rows += tx.reshape(k, x2.shape[0], w.shape[1]) @ w.T
+        if tw is not None:  # x dW^T, one product per direction
+            rows += np.matmul(x2, np.swapaxes(tw, -1, -2))
+        if tb is not None:
+            rows += tb[:, None, :]
+        return rows.reshape((k,) + out.shape)

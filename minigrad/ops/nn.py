@@ -13,6 +13,7 @@ import numpy as np
 from .. import kernels
 from .. import random as _random
 from ..autograd import Function
+from .tangent import plus, times
 
 
 def _log_softmax(z, axis):
@@ -41,6 +42,10 @@ class LogSoftmax(Function):
         out = self.saved
         return (g - np.exp(out) * np.sum(g, axis=self.axis, keepdims=True),)
 
+    def jvp(self, out, t):
+        axis = self.axis % out.ndim + 1
+        return t - np.sum(np.exp(out) * t, axis=axis, keepdims=True)
+
 
 class Softmax(Function):
     """s = softmax(x);  dL/dx = s * (g - sum(g * s)) (the Jacobian never materialised)."""
@@ -54,6 +59,10 @@ class Softmax(Function):
     def backward(self, g):
         s = self.saved
         return (s * (g - np.sum(g * s, axis=self.axis, keepdims=True)),)
+
+    def jvp(self, out, t):
+        axis = self.axis % out.ndim + 1
+        return out * (t - np.sum(out * t, axis=axis, keepdims=True))
 
 
 def _move_classes_last(x):
@@ -80,6 +89,16 @@ def _reduce(loss, wt, reduction):
     if denom == 0:
         return np.asarray(np.nan, dtype=loss.dtype), 0
     return np.asarray(total / denom), 1 / denom
+
+
+def _loss_jvp(node, out, t):
+    """Tangent of a loss of logits: each loss element depends on its own row of classes only,
+    so its derivative along t is <its gradient, t> over that row, the gradient being what
+    backward gives for a unit output gradient (then summed over rows unless reduction='none')."""
+    grad = node.backward(np.ones(out.shape, dtype=out.dtype))[0]
+    prod = t * grad
+    axes = tuple(range(1, prod.ndim)) if out.ndim == 0 else (1 if node.ndim == 1 else 2)
+    return np.sum(prod, axis=axes)
 
 
 class CrossEntropy(Function):
@@ -132,6 +151,9 @@ class CrossEntropy(Function):
         grad *= np.asarray(scale, dtype=grad.dtype)[..., None]
         return (_move_classes_back(grad, self.ndim),)
 
+    def jvp(self, out, t):
+        return _loss_jvp(self, out, t)
+
 
 class NLLLoss(Function):
     """Negative log-likelihood of log-probabilities: loss = -w[t] x[t] (classes on axis 1)."""
@@ -153,6 +175,9 @@ class NLLLoss(Function):
         grad = np.zeros(shape, dtype=g.dtype)
         np.put_along_axis(grad, t, (-wt * scale).astype(g.dtype)[..., None], -1)
         return (_move_classes_back(grad, self.ndim),)
+
+    def jvp(self, out, t):
+        return _loss_jvp(self, out, t)
 
 
 class BCEWithLogits(Function):
@@ -178,6 +203,12 @@ class BCEWithLogits(Function):
             gy = g * (-x if pw is None else -x + (pw - 1) * sp)
         return gx, gy
 
+    def jvp(self, out, tx, ty):
+        x, y, sp, coef, pw = self.saved
+        dx = None if tx is None else (1 - y) - coef * kernels.sigmoid(-x)
+        dy = None if ty is None else (-x if pw is None else -x + (pw - 1) * sp)
+        return plus(times(tx, dx, out.ndim), times(ty, dy, out.ndim))
+
 
 class Embedding(Function):
     """out = weight[idx] (a row gather); backward scatter-adds each output row's gradient into
@@ -197,6 +228,12 @@ class Embedding(Function):
             gw[self.padding_idx] = 0
         return (gw,)
 
+    def jvp(self, out, t):
+        rows = np.take(t, self.idx, axis=1)
+        if self.padding_idx is not None:  # the padding row is a constant, as in backward
+            rows = rows * (self.idx != self.padding_idx)[..., None]
+        return rows
+
 
 class Dropout(Function):
     """Inverted dropout: zero each element with probability p and scale the survivors by
@@ -213,6 +250,9 @@ class Dropout(Function):
 
     def backward(self, g):
         return (g * self.saved,)
+
+    def jvp(self, out, t):
+        return t * self.saved
 
 
 class Normalize(Function):
@@ -234,3 +274,9 @@ class Normalize(Function):
         mean_g = g.mean(axis=self.axes, keepdims=True)
         mean_gx = (g * xh).mean(axis=self.axes, keepdims=True)
         return (rstd * (g - mean_g - xh * mean_gx),)
+
+    def jvp(self, out, t):
+        # The Jacobian is symmetric: the tangent maps as backward maps a gradient.
+        xh, rstd = self.saved
+        mean_t = t.mean(axis=self.axes, keepdims=True)
+        return rstd * (t - mean_t - xh * (t * xh).mean(axis=self.axes, keepdims=True))

@@ -1,12 +1,14 @@
 """Reductions over any axes, with keepdims.
 
 Backward first restores the reduced axes as size-1 dims (`_expand`), after which NumPy
-broadcasting spreads the gradient over them.
+broadcasting spreads the gradient over them. The tangent rules (`jvp`) reduce the tangent
+over the same axes, shifted past its leading axis of directions.
 """
 
 import numpy as np
 
 from ..autograd import Function
+from .tangent import shifted
 
 
 def normalize_axes(axis, ndim: int, op: str):
@@ -44,6 +46,9 @@ class Sum(Function):
         g = _expand(g, self.in_shape, self.axes, self.keepdims)
         return (np.broadcast_to(g, self.in_shape),)
 
+    def jvp(self, out, t):
+        return np.sum(t, axis=shifted(self.axes), keepdims=self.keepdims)
+
 
 class Mean(Function):
     def forward(self, x, axis=None, keepdims=False):
@@ -58,6 +63,9 @@ class Mean(Function):
     def backward(self, g):
         g = _expand(g, self.in_shape, self.axes, self.keepdims) / self.count
         return (np.broadcast_to(g, self.in_shape),)
+
+    def jvp(self, out, t):
+        return np.mean(t, axis=shifted(self.axes), keepdims=self.keepdims)
 
 
 class _Extreme(Function):
@@ -81,6 +89,14 @@ class _Extreme(Function):
         count = mask.sum(axis=self.axes, keepdims=True, dtype=g.dtype)  # int would give float64
         g = _expand(g, x.shape, self.axes, self.keepdims)
         return (mask * (g / count),)
+
+    def jvp(self, out, t):
+        # The tangent of the elements attaining the extreme, averaged over ties (backward's
+        # equal shares, transposed).
+        x, top = self.saved
+        mask = x == top
+        count = mask.sum(axis=self.axes, keepdims=True, dtype=out.dtype)
+        return np.sum(t * (mask / count), axis=shifted(self.axes), keepdims=self.keepdims)
 
 
 class Max(_Extreme):
@@ -110,3 +126,7 @@ class LogSumExp(Function):
         x, out = self.saved
         g = _expand(g, x.shape, self.axes, self.keepdims)
         return (g * np.exp(x - out),)
+
+    def jvp(self, out, t):
+        x, lse = self.saved
+        return np.sum(t * np.exp(x - lse), axis=shifted(self.axes), keepdims=self.keepdims)

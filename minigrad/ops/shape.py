@@ -1,9 +1,13 @@
-"""Shape and indexing ops. Their backward moves gradients, never computes new values."""
+"""Shape and indexing ops. Their backward moves gradients, never computes new values; their
+tangent rules (`jvp`) move tangents the same way as forward moves values."""
+
+import math
 
 import numpy as np
 
 from .. import kernels
 from ..autograd import Function, SparseGrad
+from .tangent import lift, shifted, zeros_for
 
 
 class Reshape(Function):
@@ -17,6 +21,9 @@ class Reshape(Function):
     def backward(self, g):
         return (g.reshape(self.in_shape),)
 
+    def jvp(self, out, t):
+        return t.reshape(t.shape[:1] + out.shape)
+
 
 class Permute(Function):
     def forward(self, x, axes=None):
@@ -28,6 +35,11 @@ class Permute(Function):
     def backward(self, g):
         inverse = None if self.axes is None else np.argsort([a % g.ndim for a in self.axes])
         return (np.transpose(g, inverse),)
+
+    def jvp(self, out, t):
+        n = t.ndim - 1
+        axes = range(n - 1, -1, -1) if self.axes is None else [a % max(n, 1) for a in self.axes]
+        return np.transpose(t, (0,) + shifted(axes))
 
 
 class Expand(Function):
@@ -41,6 +53,9 @@ class Expand(Function):
 
     def backward(self, g):
         return (g,)
+
+    def jvp(self, out, t):
+        return np.broadcast_to(lift(t, out.ndim), t.shape[:1] + out.shape)
 
 
 def _is_basic(index) -> bool:
@@ -81,6 +96,15 @@ class GetItem(Function):
     def backward(self, g):
         return (SparseGrad(self.in_shape, self.index, g, scatter_add),)
 
+    def jvp(self, out, t):
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        if _is_basic(index):  # a leading full slice keeps the K axis in front
+            return t[(slice(None),) + index]
+        # Advanced indexing may move the indexed dims to the front, so index the flat
+        # positions instead: the same elements, in out's layout, for every direction.
+        where = np.arange(math.prod(self.in_shape)).reshape(self.in_shape)[self.index]
+        return t.reshape(t.shape[0], math.prod(self.in_shape))[:, where]
+
 
 class Cat(Function):
     def forward(self, *xs, axis=0):
@@ -96,6 +120,15 @@ class Cat(Function):
     def backward(self, g):
         return tuple(np.split(g, self.bounds, axis=self.axis))
 
+    def jvp(self, out, *ts):
+        sizes = np.diff(np.concatenate([[0], self.bounds, [out.shape[self.axis]]]))
+        first = next(t for t in ts if t is not None)
+        parts = []
+        for t, n in zip(ts, sizes, strict=True):
+            shape = out.shape[: self.axis] + (int(n),) + out.shape[self.axis + 1 :]
+            parts.append(zeros_for(first, shape) if t is None else t)
+        return np.concatenate(parts, axis=self.axis + 1)
+
 
 class Stack(Function):
     def forward(self, *xs, axis=0):
@@ -109,3 +142,8 @@ class Stack(Function):
 
     def backward(self, g):
         return tuple(np.moveaxis(g, self.axis, 0))
+
+    def jvp(self, out, *ts):
+        first = next(t for t in ts if t is not None)
+        shape = out.shape[: self.axis] + out.shape[self.axis + 1 :]
+        return np.stack([zeros_for(first, shape) if t is None else t for t in ts], self.axis + 1)
