@@ -33,7 +33,7 @@ class Job:
     seconds: float
 
 
-def run_job(script, *args, n=2, timeout=90, env=None) -> Job:
+def run_job(script, *args, n=2, timeout=90, env=None, cwd=ROOT) -> Job:
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -45,7 +45,7 @@ def run_job(script, *args, n=2, timeout=90, env=None) -> Job:
     try:
         done = subprocess.run(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from mpi_jobs import WORKERS, run_job
+from mpi_jobs import ROOT, WORKERS, run_job
 
 import minigrad as mg
 
@@ -109,3 +109,24 @@ def test_a_crash_while_rank_0_saves_leaves_a_complete_checkpoint(tmp_path):
     assert saved["step"] in (2, 3)
     expected = 1000 * saved["step"] + saved["attempt"]
     np.testing.assert_array_equal(saved["big"], np.full(2**21, expected))
+
+
+def test_the_readme_training_loop_runs_on_two_ranks(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (loop,) = [b for b in blocks if "DistributedSampler(" in b]
+    (tmp_path / "tagger.py").write_text(loop)
+    job = run_job(tmp_path / "tagger.py", cwd=tmp_path, timeout=60)
+    assert job.returncode == 0, job.output
+    assert set(mg.load(tmp_path / "tagger.npz")["model"]) == {
+        "encoder.embedding.weight",
+        "encoder.rnn.weight_ih_l0",
+        "encoder.rnn.weight_hh_l0",
+        "encoder.rnn.bias_ih_l0",
+        "encoder.rnn.bias_hh_l0",
+        "encoder.rnn.weight_ih_l0_reverse",
+        "encoder.rnn.weight_hh_l0_reverse",
+        "encoder.rnn.bias_ih_l0_reverse",
+        "encoder.rnn.bias_hh_l0_reverse",
+        "tagger.weight",
+        "tagger.bias",
+    }
