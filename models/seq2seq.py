@@ -13,8 +13,12 @@ Decoder, one step per target token, from s_0 = tanh(W_s [h->_S; h<-_1]):
 
 Training feeds y_{t-1} = the target (teacher forcing) with probability `teacher_forcing_ratio`
 at each step, else the model's own previous prediction. Decoding is greedy or by beam search;
-both return the attention weights. Layout: src (S, B) and tgt (T, B) token ids, or (B, S) and
-(B, T) with batch_first=True; the target excludes BOS (the decoder starts from `bos_index`).
+both return the attention weights. attention='none' is the encoder-decoder without attention
+(Cho et al. 2014, the baseline of Bahdanau et al. 2015): every step's context is the fixed
+summary c = [h->_S; h<-_1], the encoder's final states, i.e. attention over that one vector
+(its weights are all 1, shape (T, 1)); no attention parameters. Layout: src (S, B) and
+tgt (T, B) token ids, or (B, S) and (B, T) with batch_first=True; the target excludes BOS (the
+decoder starts from `bos_index`).
 """
 
 from typing import NamedTuple
@@ -56,8 +60,9 @@ class Seq2Seq(nn.Module):
     cell='gru', bidirectional=True, attention_size=None, bos_index=1, eos_index=2,
     pad_index=0, batch_first=False).
 
-    attention: 'additive' (Bahdanau), 'dot' or 'general' (Luong). The decoder's hidden size is
-    the annotation size (num_directions * hidden_size), so 'dot' scores are defined.
+    attention: 'additive' (Bahdanau), 'dot' or 'general' (Luong), or 'none' (a fixed context:
+    the encoder's final states). The decoder's hidden size is the annotation size
+    (num_directions * hidden_size), so 'dot' scores are defined.
     """
 
     def __init__(
@@ -85,9 +90,10 @@ class Seq2Seq(nn.Module):
         )
         if cell not in ("gru", "lstm"):
             raise ValueError(f"Seq2Seq: cell must be 'gru' or 'lstm', got {cell!r}")
-        if attention not in ("additive", "dot", "general"):
+        if attention not in ("additive", "dot", "general", "none"):
             raise ValueError(
-                f"Seq2Seq: attention must be 'additive', 'dot' or 'general', got {attention!r}"
+                "Seq2Seq: attention must be 'additive', 'dot' or 'general' (or 'none' for a "
+                f"fixed context), got {attention!r}"
             )
         for name, idx in dict(bos_index=bos_index, eos_index=eos_index).items():
             if not 0 <= idx < tgt_vocab:
@@ -101,10 +107,13 @@ class Seq2Seq(nn.Module):
         self.encoder = make_rnn(cell, embed_size, hidden_size, bidirectional=bidirectional)
         self.bridge = nn.Linear(K, K)  # s_0 = tanh(W_s [h->_S; h<-_1] + b_s)
         self.tgt_embed = nn.Embedding(tgt_vocab, embed_size)
+        self.fixed_context = attention == "none"
         if attention == "additive":
             self.attention = AdditiveAttention(K, K, attention_size or K)
-        else:
-            self.attention = MultiplicativeAttention(K, K, mode=attention)
+        else:  # 'none': dot scores over the one summary vector give it weight 1, no parameters
+            self.attention = MultiplicativeAttention(
+                K, K, mode="dot" if attention == "none" else attention
+            )
         Cell = GRUCell if cell == "gru" else LSTMCell
         self.decoder = Cell(embed_size + K, K)  # s_t = f(s_{t-1}, [E y_{t-1}; c_t])
         self.out = nn.Linear(K + K + embed_size, tgt_vocab)  # g(s_t, c_t, E y_{t-1})
@@ -121,6 +130,8 @@ class Seq2Seq(nn.Module):
         s0 = self.bridge(final).tanh()
         state = s0 if self.cell_type == "gru" else (s0, mg.zeros_like(s0))
         mask = None if lengths is None else lengths_to_mask(lengths, S)
+        if self.fixed_context:
+            return final.unsqueeze(1), None, state  # one annotation: the summary c
         return out.transpose(0, 1), mask, state
 
     def decode_step(self, y_prev, state, keys, mask, memory=None):
