@@ -120,6 +120,10 @@ class DistributedDataParallel(Module):
             raise ValueError(f"reduce_op must be one of {_REDUCE_OPS}, got {reduce_op!r}")
         if not bucket_cap_mb > 0:
             raise ValueError(f"bucket_cap_mb must be positive, got {bucket_cap_mb}")
+        if getattr(module, "_wrapped_by_ddp", False):
+            # Its parameters already carry one wrapper's hooks (they cannot be removed): a
+            # second wrapper would reduce every gradient twice.
+            raise ValueError("this module is already wrapped by a DistributedDataParallel")
         self.module = module
         group = g._required_group()
         self.world_size = group.size
@@ -147,6 +151,7 @@ class DistributedDataParallel(Module):
         if self.overlap:
             for p in params:
                 p.register_post_accumulate_grad_hook(self._on_grad_ready)
+        object.__setattr__(module, "_wrapped_by_ddp", True)
 
     # ----- the reduction of one backward pass --------------------------------------------------
     def _reset(self) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import minigrad.distributed as dist
+import minigrad.nn as nn
 from minigrad.distributed import DistributedSampler, StreamSharder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +96,10 @@ dist.barrier()
 print(dist.get_rank(), dist.get_world_size(), dist.is_initialized())
 print(model.bias.grad.tolist(), dist.all_reduce(np.array([2.5]), op="mean").tolist())
 print(dist.all_gather(np.arange(3)).tolist(), dist.rank_zero_only(lambda: "main")())
+try:
+    dist.DistributedDataParallel(model)
+except ValueError as e:
+    print(e)
 """
     )
     assert out.splitlines() == [
@@ -102,6 +107,7 @@ print(dist.all_gather(np.arange(3)).tolist(), dist.rank_zero_only(lambda: "main"
         "0 1 True",
         "[4.0, 4.0] [2.5]",
         "[[0, 1, 2]] main",
+        "this module is already wrapped by a DistributedDataParallel",
     ]
 
 
@@ -219,3 +225,18 @@ def test_collective_arguments_are_checked_without_mpi():
         dist.all_reduce(np.ones(2), op="prod")
     with pytest.raises(ValueError, match="src 1 does not exist"):
         dist.broadcast(np.ones(2), src=1)
+
+
+def test_bad_arguments_are_refused_before_mpi_is_touched():
+    model = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="wraps an nn.Module, got int"):
+        dist.DistributedDataParallel(3)
+    with pytest.raises(ValueError, match="reduce_op must be one of"):
+        dist.DistributedDataParallel(model, reduce_op="max")
+    with pytest.raises(ValueError, match="bucket_cap_mb must be positive"):
+        dist.DistributedDataParallel(model, bucket_cap_mb=0)
+    with pytest.raises(ValueError, match="the only backend is 'mpi'"):
+        dist.init_process_group("nccl")
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        dist.init_process_group(timeout=0)
+    assert not dist.is_initialized()
