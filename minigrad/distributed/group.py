@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import os
 import socket
 import sys
@@ -137,9 +138,9 @@ def init_process_group(backend: str = "mpi", timeout=None) -> None:
 def destroy_process_group() -> None:
     """Leave the group (waiting for every rank to leave too); called at exit if needed."""
     global _group
-    group, _group = _group, None
-    if group is not None and group.size > 1:
-        group.leave()
+    if _group is not None and _group.size > 1:
+        _group.leave()
+    _group = None
 
 
 def _install_fault_handlers() -> None:
@@ -220,12 +221,10 @@ def is_main_process() -> bool:
 def rank_zero_only(fn):
     """Decorator: fn runs on rank 0 only and returns None on the other ranks."""
 
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return fn(*args, **kwargs) if is_main_process() else None
 
-    wrapper.__name__ = getattr(fn, "__name__", "rank_zero_only")
-    wrapper.__doc__ = getattr(fn, "__doc__", None)
-    wrapper.__wrapped__ = fn
     return wrapper
 
 
