@@ -109,12 +109,16 @@ class Run:
         """Checkpoint if `every_s` CPU seconds passed or a stop was requested (then raise)."""
         now = time.process_time()
         if self.store.stop_requested or now - self._last >= self.store.every_s:
-            self._last = now
-            state = dict(state_fn())
-            state["cpu_s"] = self.cpu_s()
-            mg.save(state, self.store.checkpoint_path(self.key))
+            self.save(state_fn)
             if self.store.stop_requested:
                 raise Stop(self.key)
+
+    def save(self, state_fn) -> None:
+        """Checkpoint now."""
+        self._last = time.process_time()
+        state = dict(state_fn())
+        state["cpu_s"] = self.cpu_s()
+        mg.save(state, self.store.checkpoint_path(self.key))
 
 
 def rng_state(rng: np.random.Generator) -> str:
