@@ -130,3 +130,9 @@ def test_the_readme_training_loop_runs_on_two_ranks(tmp_path):
         "tagger.weight",
         "tagger.bias",
     }
+
+
+def test_no_sync_unused_parameters_and_the_collectives():
+    job = run_job(WORKERS / "features.py", timeout=60)
+    assert job.returncode == 0, job.output
+    assert "rank 0: all checks passed" in job.output and "rank 1: all checks passed" in job.output
