@@ -6,6 +6,11 @@ The char-LM of benchmarks/lstm_lm.py (B=32, E=64, H=256, V=65, float32), forward
 sequence length T. Peak memory is what tracemalloc saw NumPy allocate during the step (NumPy
 reports its buffers to tracemalloc), above what was allocated before it. "checkpointed" sets
 the LSTM's checkpoint_every to round(sqrt(T)). The gradients of both are checked equal.
+
+    python benchmarks/memory.py --fusion --lengths 512
+
+instead compares plain BPTT fused (the layers' default) and unfused, with the peak of the
+forward and of the backward apart.
 """
 
 import argparse
@@ -43,11 +48,50 @@ def measure(model, tokens, targets, every):
     return peak, seconds, grads
 
 
+def phase_peaks(model, tokens, targets):
+    """Peak MiB traced during the forward and during the backward (both above the start)."""
+    step(model, tokens, targets)  # warm-up
+    for p in model.parameters():
+        p.grad = None
+    tracemalloc.start()
+    logits, _ = model(tokens)
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    forward = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    loss.backward()
+    backward = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return forward / 2**20, backward / 2**20
+
+
+def compare_fusion(lengths, hidden):
+    print("| T | fused forward peak MiB | fused backward peak MiB | unfused forward peak MiB "
+          "| unfused backward peak MiB | fused / unfused (step peak) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for T in lengths:
+        tokens, targets = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+        peaks = []
+        for fuse in (True, False):
+            mg.manual_seed(0)
+            model = LanguageModel(V, E, hidden)
+            model.encoder.rnn.fuse = fuse
+            peaks.append(phase_peaks(model, tokens, targets))
+        (f0, f1), (u0, u1) = peaks
+        print(
+            f"| {T} | {f0:.1f} | {f1:.1f} | {u0:.1f} | {u1:.1f} | {max(f0, f1) / max(u0, u1):.2f} |"
+        )
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--lengths", nargs="+", type=int, default=[64, 256, 1024, 4096])
     p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--fusion", action="store_true", help="plain BPTT, fused against unfused")
     args = p.parse_args(argv)
+    if args.fusion:
+        compare_fusion(args.lengths, args.hidden)
+        return
     mg.manual_seed(0)
     model = LanguageModel(V, E, args.hidden)
     rng = np.random.default_rng(0)
