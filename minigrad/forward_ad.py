@@ -150,4 +150,5 @@ def jvp(fn, primals, tangents, *, batched: bool = False):
         t = state.get(o)
         t = np.zeros((k,) + o.shape, dtype=o.dtype) if t is None else np.array(t)
         derivs.append(Tensor._wrap(t if batched else t[0]))
+    state.table.clear()  # each entry's weakref callback refers to the table: break the cycle
     return out, _rebuild(out, iter(derivs))

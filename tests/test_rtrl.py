@@ -90,3 +90,28 @@ def test_rtrl_errors():
         RTRL(cell, readout, F.mse_loss, chunk=0)
     with pytest.raises(RuntimeError, match=r"RTRL: call reset\(batch_size\)"):
         RTRL(cell, readout, F.mse_loss).step(np.zeros((B, I)), np.zeros((B, 2)))
+
+
+def test_the_example_measures_what_it_claims(tmp_path):
+    """examples/rtrl_vs_bptt.py --quick: equal gradients, BPTT memory linear in T, RTRL's flat."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    sys.path.insert(0, str(examples))
+    try:
+        spec = importlib.util.spec_from_file_location("rtrl_example", examples / "rtrl_vs_bptt.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        metrics = module.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(str(examples))
+    assert max(metrics["agreement_max_abs_diff"].values()) < 1e-10
+    for kind in ("rnn", "lstm"):
+        fits = metrics["exponents"][kind]
+        assert 0.8 < fits["bptt_memory_vs_T"] < 1.2
+        assert abs(fits["rtrl_memory_vs_T"]) < 0.3
+    rows = metrics["costs"]
+    assert all(r["rtrl_sensitivities_kib"] > 0 for r in rows)
+    assert (tmp_path / "costs.md").read_text().count("\n") == len(rows) + 2

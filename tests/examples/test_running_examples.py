@@ -26,6 +26,7 @@ PROGRAMS = [
     "pos_tagging",
     "sentiment",
     "seq2seq_dates",
+    "rtrl_vs_bptt",
 ]
 HELPERS = ["bootstrap", "common", "apps_common"]
 
