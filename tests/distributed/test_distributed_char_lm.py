@@ -17,9 +17,13 @@ EXAMPLE = ROOT / "examples" / "char_lm.py"
 TOLERANCE = 1e-4
 
 
+# The quick run, shortened: 12 steps, validation and a checkpoint every 6.
+QUICK = ("--quick", "--steps", 12, "--eval-every", 6, "--ckpt-every", 6)
+
+
 def one_process(*args):
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick", *map(str, args)],
+        [sys.executable, str(EXAMPLE), *map(str, QUICK), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -29,7 +33,7 @@ def one_process(*args):
 
 
 def two_ranks(*args):
-    job = run_job(EXAMPLE, "--quick", *args, timeout=120)
+    job = run_job(EXAMPLE, *QUICK, *args, timeout=120)
     assert job.returncode == 0, job.output[-3000:]
     return job.output
 
@@ -47,7 +51,7 @@ def assert_same_run(a_dir, b_dir):
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
-    """One process, 40 steps of the quick run: the reference trajectory."""
+    """One process, 12 steps: the reference trajectory."""
     out = tmp_path_factory.mktemp("straight")
     one_process("--out", out)
     return out
@@ -56,19 +60,19 @@ def straight(tmp_path_factory):
 def test_two_ranks_train_what_one_process_trains(straight, tmp_path):
     printed = two_ranks("--out", tmp_path)
     assert "16 streams on each of 2 ranks" in printed
-    assert printed.count("step    40  validation") == 1  # rank 0 alone reports
+    assert printed.count("step    12  validation") == 1  # rank 0 alone reports
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "sample.txt").exists()
     assert_same_run(straight, tmp_path)
 
 
 def test_a_two_rank_checkpoint_resumes_on_one_process(straight, tmp_path):
-    two_ranks("--steps", 20, "--out", tmp_path)
+    two_ranks("--steps", 6, "--out", tmp_path)
     assert mg.load(tmp_path / "checkpoint.npz")["state"][0].shape == (1, 32, 32)
     assert "resumed from" in one_process("--resume", "--out", tmp_path)
     assert_same_run(straight, tmp_path)
 
 
 def test_a_one_process_checkpoint_resumes_on_two_ranks(straight, tmp_path):
-    one_process("--steps", 20, "--out", tmp_path)
+    one_process("--steps", 6, "--out", tmp_path)
     assert "resumed from" in two_ranks("--resume", "--out", tmp_path)
     assert_same_run(straight, tmp_path)
