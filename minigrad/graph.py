@@ -3,6 +3,7 @@
     import minigrad.graph
     dot_source = minigrad.graph.to_dot(loss, params=model.named_parameters())
     info = minigrad.graph.stats(loss)     # nodes, leaves, edges, bytes of saved arrays
+    minigrad.graph.view(loss, steps=hs)   # in Jupyter: drawn collapsed by time step
 
 The walk starts at the tensor's node and follows `Function.inputs`, where each entry is another
 node, a leaf tensor (the accumulation target of a parameter) or None (an operand that needed no
@@ -22,7 +23,7 @@ import numpy as np
 from .autograd import Function
 from .tensor import Tensor
 
-__all__ = ["to_dot", "stats", "walk"]
+__all__ = ["to_dot", "stats", "walk", "by_step", "summary", "to_dot_by_step", "view", "GraphView"]
 
 
 def walk(tensor: Tensor):
@@ -182,3 +183,152 @@ def to_dot(
             lines.append(f"  {ident[id(parent)]} -> {target} [label={_quote(_shape(shape))}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# ----- views by time step -------------------------------------------------------------------------
+def _node_bytes(node) -> int:
+    """Bytes of the distinct arrays one node keeps for its backward (views count their base)."""
+    owners = {id(_owner(a)): _owner(a) for a in _arrays(getattr(node, "saved", None))}
+    return int(sum(a.nbytes for a in owners.values()))
+
+
+def by_step(tensor: Tensor, steps) -> list:
+    """The nodes of `tensor`'s graph grouped by time step: steps is the sequence of the state
+    tensors h_1, ..., h_T (a layer's outputs, a cell's returns). Group t holds the nodes h_t
+    depends on that h_{t-1} does not: the t-th copy of the cell. A last group holds the nodes
+    after (or beside) the steps: the loss, a read-out. Returns [(label, [nodes])]."""
+    seen, groups = set(), []
+    for t, h in enumerate(steps, start=1):
+        fresh, stack = [], [h._node] if h._node is not None and id(h._node) not in seen else []
+        if stack:
+            seen.add(id(h._node))
+        while stack:
+            node = stack.pop()
+            fresh.append(node)
+            for parent in _inputs(node):
+                if isinstance(parent, Function) and id(parent) not in seen:
+                    seen.add(id(parent))
+                    stack.append(parent)
+        groups.append((f"step {t}", fresh))
+    rest = [n for n in walk(tensor)[0] if id(n) not in seen]
+    if rest:
+        groups.append(("after the steps", rest))
+    return groups
+
+
+def _signature(nodes) -> tuple:
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[n.name] = counts.get(n.name, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
+def _describe(sig) -> str:
+    return ", ".join(f"{name} {count}" if count > 1 else name for name, count in sig)
+
+
+def summary(tensor: Tensor, steps=None) -> str:
+    """A text account of the graph: size, ops, bytes kept for backward and, given the state
+    tensors of each step, one line per run of steps whose cells are the same ops."""
+    info = stats(tensor)
+    lines = [
+        f"graph of a tensor of shape {_shape(tensor.shape)}: {info['nodes']} ops, "
+        f"{info['leaves']} leaves, {info['saved_bytes'] / 1024:.1f} KiB kept for backward",
+        "ops: " + _describe(tuple(info["ops"].items())),
+    ]
+    if steps is None:
+        return "\n".join(lines)
+    groups = by_step(tensor, steps)
+    i = 0
+    while i < len(groups):
+        label, nodes = groups[i]
+        sig, j = _signature(nodes), i + 1
+        while (
+            j < len(groups) and groups[j][0].startswith("step") and _signature(groups[j][1]) == sig
+        ):
+            j += 1
+        kib = sum(_node_bytes(n) for n in nodes) / 1024
+        span = label if j == i + 1 else f"steps {label.split()[1]}-{groups[j - 1][0].split()[1]}"
+        same = "" if j == i + 1 else " each (the same cell at every step)"
+        lines.append(f"{span}: {len(nodes)} ops, {kib:.1f} KiB{same}: {_describe(sig)}")
+        i = j
+    return "\n".join(lines)
+
+
+def to_dot_by_step(tensor: Tensor, steps, params=None, rankdir: str = "LR") -> str:
+    """The unrolled graph collapsed by time step: one box per step (its op count, the bytes
+    it keeps for backward, its ops, marked when it repeats the first step's cell), an edge
+    where one step feeds the next, and the parameters with an edge to each step reading them."""
+    names = {}
+    if params is not None:
+        items = params.items() if isinstance(params, dict) else params
+        names = {id(t): name for name, t in items}
+    groups = by_step(tensor, steps)
+    where = {id(n): g for g, (_, nodes) in enumerate(groups) for n in nodes}
+    first = _signature(groups[0][1]) if groups else ()
+    lines = ["digraph minigrad_steps {", f"  rankdir={rankdir};"]
+    lines.append('  node [fontname="Helvetica", fontsize=10, shape=box];')
+    leaves, links = {}, set()
+    for g, (label, nodes) in enumerate(groups):
+        sig = _signature(nodes)
+        kib = sum(_node_bytes(n) for n in nodes) / 1024
+        mark = "\n(the cell of step 1)" if g and sig == first and label.startswith("step") else ""
+        text = f"{label}: {len(nodes)} ops, {kib:.1f} KiB\n{_describe(sig)}{mark}"
+        colour = "gold" if not label.startswith("step") else "white"
+        lines.append(f"  s{g} [label={_quote(text)}, style=filled, fillcolor={_quote(colour)}];")
+        for node in nodes:
+            for parent in _inputs(node):
+                if isinstance(parent, Function) and where.get(id(parent), g) != g:
+                    links.add((where[id(parent)], g))
+                elif parent is not None and not isinstance(parent, Function):
+                    leaves.setdefault(id(parent), (parent, set()))[1].add(g)
+    for i, (leaf, users) in enumerate(leaves.values()):
+        label = f"{names.get(id(leaf), 'leaf')}\n{_shape(leaf.shape)}"
+        lines.append(f'  p{i} [label={_quote(label)}, style=filled, fillcolor="lightblue"];')
+        lines += [f'  p{i} -> s{g} [color="gray60"];' for g in sorted(users)]
+    lines += [f"  s{a} -> s{b};" for a, b in sorted(links)]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class GraphView:
+    """What Jupyter shows for `mg.graph.view(tensor, steps=...)`: the graph drawn by Graphviz
+    (collapsed by time step when steps are given) if its `dot` program is installed, else the
+    text summary. `str(view)` is always the text."""
+
+    def __init__(self, tensor: Tensor, steps=None, params=None):
+        self.tensor, self.steps, self.params = tensor, steps, params
+
+    def dot(self) -> str:
+        if self.steps is None:
+            return to_dot(self.tensor, params=self.params)
+        return to_dot_by_step(self.tensor, self.steps, params=self.params)
+
+    def __str__(self) -> str:
+        return summary(self.tensor, self.steps)
+
+    __repr__ = __str__
+
+    def _repr_svg_(self):
+        import shutil
+        import subprocess
+
+        if shutil.which("dot") is None:
+            return None  # Jupyter then shows the HTML (text) form
+        run = subprocess.run(["dot", "-Tsvg"], input=self.dot(), capture_output=True, text=True)
+        return run.stdout if run.returncode == 0 else None
+
+    def _repr_html_(self) -> str:
+        import html
+
+        svg = self._repr_svg_()
+        return svg if svg is not None else f"<pre>{html.escape(str(self))}</pre>"
+
+
+def view(tensor: Tensor, steps=None, params=None) -> GraphView:
+    """The graph behind `tensor` for a notebook (the last expression of a cell shows it):
+    drawn when Graphviz is installed, summarised as text otherwise. steps: the states h_1..h_T
+    to collapse it by time step; params: names for the leaves (`module.named_parameters()`)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"graph.view: expected a Tensor, got {type(tensor).__name__}")
+    return GraphView(tensor, steps, params)

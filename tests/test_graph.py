@@ -1,9 +1,11 @@
 """minigrad.graph: the autograd graph as Graphviz DOT, and its size."""
 
+import os
 import re
 import sys
 
 import numpy as np
+import pytest
 
 import minigrad as mg
 import minigrad.graph as G
@@ -149,3 +151,80 @@ def test_unrolled_elman_graph_has_five_nodes_per_step():
     nodes, _ = parse(G.to_dot(o.sum(), params=model.named_parameters()))
     assert {"U", "W", "V", "b", "c"} <= {label.split("\\n")[0] for label in nodes.values()}
     assert len(by_label(nodes, "Tanh")) == 3
+
+
+# ----- views by time step -------------------------------------------------------------------------
+def _unrolled(T=4):
+    from models import RNNCell
+
+    mg.manual_seed(0)
+    cell = RNNCell(3, 4)
+    x = mg.randn(T, 2, 3)
+    h, hs = None, []
+    for t in range(T):
+        h = cell(x[t], h)
+        hs.append(h)
+    return cell, hs, (h**2).sum()
+
+
+def test_by_step_finds_one_copy_of_the_cell_per_step():
+    cell, hs, loss = _unrolled()
+    groups = G.by_step(loss, hs)
+    assert [label for label, _ in groups] == [
+        "step 1",
+        "step 2",
+        "step 3",
+        "step 4",
+        "after the steps",
+    ]
+    assert [sorted(n.name for n in nodes) for _, nodes in groups[:4]] == [
+        ["Add", "Linear", "Linear", "Tanh"]
+    ] * 4
+    assert sorted(n.name for n in groups[-1][1]) == ["Pow", "Sum"]
+    assert sum(len(nodes) for _, nodes in groups) == G.stats(loss)["nodes"]
+
+
+def test_summary_and_collapsed_dot():
+    cell, hs, loss = _unrolled()
+    text = G.summary(loss, hs)
+    saved = sum(G._node_bytes(n) for n in G.by_step(loss, hs)[0][1]) / 1024
+    assert f"steps 1-4: 4 ops, {saved:.1f} KiB each (the same cell at every step)" in text
+    assert "after the steps: 2 ops" in text and "18 ops, 4 leaves" in text
+    nodes, edges = parse(G.to_dot_by_step(loss, hs, params=cell.named_parameters()))
+    steps = [i for i, label in nodes.items() if label.startswith("step")]
+    assert len(steps) == 4
+    assert sum("(the cell of step 1)" in nodes[i] for i in steps) == 3
+    # the steps form a chain, and each parameter feeds every step
+    chain = [(a, b) for a, b in edges if a in steps and b in steps]
+    assert len(chain) == 3
+    w = by_label(nodes, "weight_hh")[0]
+    assert sorted(b for a, b in edges if a == w) == sorted(steps)
+
+
+def test_view_shows_text_without_graphviz(monkeypatch):
+    import shutil
+
+    cell, hs, loss = _unrolled(T=2)
+    view = mg.graph.view(loss, steps=hs)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert view._repr_svg_() is None
+    html = view._repr_html_()
+    assert (
+        html.startswith("<pre>") and "steps 1-2" in html and str(view) in html.replace("&gt;", ">")
+    )
+    with pytest.raises(TypeError, match="graph.view: expected a Tensor"):
+        mg.graph.view(3.0)
+
+
+def test_view_draws_with_graphviz_when_dot_exists(tmp_path, monkeypatch):
+    """A stand-in `dot` on PATH (Graphviz is not a dependency): the view pipes its DOT to it."""
+    fake = tmp_path / "dot"
+    body = 'import sys\nprint("<svg>" + str(sys.stdin.read().count("->")) + "</svg>")\n'
+    fake.write_text(f"#!{sys.executable}\n{body}")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    cell, hs, loss = _unrolled(T=3)
+    view = mg.graph.view(loss, steps=hs)
+    edges = view.dot().count("->")
+    assert view._repr_svg_().strip() == f"<svg>{edges}</svg>"
+    assert view._repr_html_() == view._repr_svg_()
