@@ -158,16 +158,24 @@ def count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def n_params(kind, vocab, embed, hidden, layers, projection=None) -> int:
+    """The parameter count of CharLM(kind, ...), without building it."""
+    gates = 4 if kind == "lstm" else 1
+    rnn = sum(gates * hidden * ((embed if k == 0 else hidden) + hidden + 2) for k in range(layers))
+    proj = 0 if projection is None else hidden * projection
+    return vocab * embed + rnn + proj + ((projection or hidden) + 1) * vocab
+
+
 def build(kind, vocab, args):
     """The kind's model with the width whose parameter count is closest to the LSTM's."""
-    target = count(CharLM("lstm", vocab, args.embed, args.lstm_hidden, 1))
+    target = n_params("lstm", vocab, args.embed, args.lstm_hidden, 1)
     _, layers, proj = shapes(kind, args.lstm_hidden)
     if kind == "lstm":
         return CharLM(kind, vocab, args.embed, args.lstm_hidden, 1)
 
     def size(h):
         p = None if proj is None else max(1, h // 2)
-        return abs(count(CharLM(kind, vocab, args.embed, h, layers, p)) - target), h, p
+        return abs(n_params(kind, vocab, args.embed, h, layers, p) - target), h, p
 
     _, h, p = min(size(h) for h in range(4, 8 * args.lstm_hidden, 2))
     return CharLM(kind, vocab, args.embed, h, layers, p)
@@ -355,7 +363,7 @@ def separated(results, a, b, args) -> bool:
 
 def plot(results, args, out):
     plt = pyplot()
-    if plt is None:
+    if plt is None or not any(r["val_curve"] for r in results.values()):
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for i, kind in enumerate(args.kinds):
@@ -399,22 +407,22 @@ def main(argv=None) -> dict:
     stopped = False
     if not args.report:
         store = RunStore(out, every_s=args.ckpt_seconds)
-        store.acquire()
         try:
-            for kind, s in keys:
-                key = f"{kind}-s{s}"
-                if store.result(key) is None:
-                    print(
-                        f"{key}: "
-                        + ("resuming" if store.checkpoint_path(key).exists() else "starting"),
-                        flush=True,
-                    )
-                    r = train(store, key, kind, 1000 * s + 7, corpus, args)
-                    print(
-                        f"{key}: {r['shape']}, {r['parameters']:,} parameters, "
-                        f"{r['val_bpc']:.4f} bits/char, {r['cpu_s']:.0f} CPU s",
-                        flush=True,
-                    )
+            with store.acquired():
+                for kind, s in keys:
+                    key = f"{kind}-s{s}"
+                    if store.result(key) is None:
+                        print(
+                            f"{key}: "
+                            + ("resuming" if store.checkpoint_path(key).exists() else "starting"),
+                            flush=True,
+                        )
+                        r = train(store, key, kind, 1000 * s + 7, corpus, args)
+                        print(
+                            f"{key}: {r['shape']}, {r['parameters']:,} parameters, "
+                            f"{r['val_bpc']:.4f} bits/char, {r['cpu_s']:.0f} CPU s",
+                            flush=True,
+                        )
         except Stop as e:
             print(f"stopped: {e} checkpointed; run the same command to continue")
             stopped = True

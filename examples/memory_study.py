@@ -259,22 +259,22 @@ def plan(args):
 
 def run_study(args, out: Path) -> None:
     store = RunStore(out, every_s=args.ckpt_seconds)
-    store.acquire()
-    results = store.results()
-    for task_name, setting, T, seed in plan(args):
-        key = run_key(task_name, setting, T, seed)
-        if key in results or not eligible(results, task_name, setting, T, seed, args):
-            continue
-        task = Task(task_name, T, args, np.random.default_rng(10_000 + T))
-        run_seed = 1000 * seed + T
-        print(f"{key}: {'resuming' if store.checkpoint_path(key).exists() else 'starting'}")
-        r = train(store, key, setting, task, args, run_seed)
-        results[key] = r
-        print(
-            f"{key}: {cell_text(r)}, {r['steps']} updates, {r['cpu_s']:.0f} CPU s "
-            f"(stopped by {r['stopped_by']})",
-            flush=True,
-        )
+    with store.acquired():
+        results = store.results()
+        for task_name, setting, T, seed in plan(args):
+            key = run_key(task_name, setting, T, seed)
+            if key in results or not eligible(results, task_name, setting, T, seed, args):
+                continue
+            task = Task(task_name, T, args, np.random.default_rng(10_000 + T))
+            run_seed = 1000 * seed + T
+            print(f"{key}: {'resuming' if store.checkpoint_path(key).exists() else 'starting'}")
+            r = train(store, key, setting, task, args, run_seed)
+            results[key] = r
+            print(
+                f"{key}: {cell_text(r)}, {r['steps']} updates, {r['cpu_s']:.0f} CPU s "
+                f"(stopped by {r['stopped_by']})",
+                flush=True,
+            )
 
 
 # ----- report ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ its checkpoint, so a study's budget can be spent over several sessions. One proc
 works in a folder (a lock file says which).
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -32,31 +33,36 @@ class RunStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.every_s = every_s
         self.stop_requested = False
-        self._lock = None
 
     # ----- one process per folder, stopping cleanly ---------------------------------------
-    def acquire(self):
-        """Take the folder's lock (refusing if another live process holds it) and turn
-        SIGINT/SIGTERM into a checkpoint followed by `Stop`."""
-        self._lock = open(self.folder / ".lock", "a+")  # held open while the process lives
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "another process"
-            raise SystemExit(
-                f"{self.folder} is in use by {holder}; wait for it or stop it"
-            ) from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"pid {os.getpid()}\n")
-        self._lock.flush()
+    @contextlib.contextmanager
+    def acquired(self):
+        """Hold the folder's lock (refusing if another live process holds it), and meanwhile
+        turn SIGINT/SIGTERM into a checkpoint followed by `Stop`."""
+        with open(self.folder / ".lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise SystemExit(f"{self.folder} is in use by {holder}; wait for it") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"pid {os.getpid()}\n")
+            lock.flush()
 
-        def request_stop(signum, frame):
-            self.stop_requested = True
+            def request_stop(signum, frame):
+                self.stop_requested = True
 
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+            previous = {
+                sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield self
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                lock.truncate(0)
 
     # ----- finished runs ------------------------------------------------------------------
     def result(self, key: str):

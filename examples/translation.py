@@ -254,7 +254,11 @@ def translate(model, data, args, beam: int) -> list:
             hyps = model.greedy_decode(s, s_len, max_len=30)
         for i, h in zip(idx, hyps, strict=True):
             toks = [t for t in h.tokens.tolist() if t != 2]
-            out[i] = (data.tgt_vocab.decode(toks), np.asarray(h.attention))
+            att = np.asarray(h.attention)  # (len, S of the batch), or (len, 1) without attention
+            out[i] = (
+                data.tgt_vocab.decode(toks),
+                att if model.fixed_context else att[:, : len(src[i])],
+            )
     return out
 
 
@@ -413,22 +417,22 @@ def main(argv=None) -> dict:
     stopped = False
     if not args.report:
         store = RunStore(out, every_s=args.ckpt_seconds)
-        store.acquire()
         try:
-            for kind, s in keys:
-                key = f"{kind}-s{s}"
-                if store.result(key) is None:
-                    print(
-                        f"{key}: "
-                        + ("resuming" if store.checkpoint_path(key).exists() else "starting"),
-                        flush=True,
-                    )
-                    r = train(store, key, kind, 1000 * s + 11, data, args)
-                    print(
-                        f"{key}: BLEU greedy {r['greedy']['bleu']:.2f}, "
-                        f"beam {r['beam']['bleu']:.2f}, {r['cpu_s']:.0f} CPU s",
-                        flush=True,
-                    )
+            with store.acquired():
+                for kind, s in keys:
+                    key = f"{kind}-s{s}"
+                    if store.result(key) is None:
+                        print(
+                            f"{key}: "
+                            + ("resuming" if store.checkpoint_path(key).exists() else "starting"),
+                            flush=True,
+                        )
+                        r = train(store, key, kind, 1000 * s + 11, data, args)
+                        print(
+                            f"{key}: BLEU greedy {r['greedy']['bleu']:.2f}, "
+                            f"beam {r['beam']['bleu']:.2f}, {r['cpu_s']:.0f} CPU s",
+                            flush=True,
+                        )
         except Stop as e:
             print(f"stopped: {e} checkpointed; run the same command to continue")
             stopped = True

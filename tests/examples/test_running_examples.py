@@ -27,8 +27,11 @@ PROGRAMS = [
     "sentiment",
     "seq2seq_dates",
     "rtrl_vs_bptt",
+    "memory_study",
+    "le_lm_table",
+    "translation",
 ]
-HELPERS = ["bootstrap", "common", "apps_common"]
+HELPERS = ["bootstrap", "common", "apps_common", "study_runs"]
 
 
 def test_every_example_is_listed_here():
