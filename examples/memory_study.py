@@ -258,23 +258,37 @@ def plan(args):
 
 
 def run_study(args, out: Path) -> None:
+    """Run the first eligible run of the plan, again and again. Other processes started with
+    the same command share the work: a run one of them holds is skipped (and waited for when
+    nothing else is left)."""
     store = RunStore(out, every_s=args.ckpt_seconds)
-    with store.acquired():
-        results = store.results()
-        for task_name, setting, T, seed in plan(args):
-            key = run_key(task_name, setting, T, seed)
-            if key in results or not eligible(results, task_name, setting, T, seed, args):
-                continue
-            task = Task(task_name, T, args, np.random.default_rng(10_000 + T))
-            run_seed = 1000 * seed + T
-            print(f"{key}: {'resuming' if store.checkpoint_path(key).exists() else 'starting'}")
-            r = train(store, key, setting, task, args, run_seed)
-            results[key] = r
-            print(
-                f"{key}: {cell_text(r)}, {r['steps']} updates, {r['cpu_s']:.0f} CPU s "
-                f"(stopped by {r['stopped_by']})",
-                flush=True,
-            )
+    with store.stopping():
+        while True:
+            ran, held_elsewhere = False, False
+            results = store.results()
+            for task_name, setting, T, seed in plan(args):
+                key = run_key(task_name, setting, T, seed)
+                if key in results or not eligible(results, task_name, setting, T, seed, args):
+                    continue
+                with store.claim(key) as mine:
+                    if not mine:
+                        held_elsewhere = True
+                        continue
+                    resuming = store.checkpoint_path(key).exists()
+                    print(f"{key}: {'resuming' if resuming else 'starting'}", flush=True)
+                    task = Task(task_name, T, args, np.random.default_rng(10_000 + T))
+                    r = train(store, key, setting, task, args, 1000 * seed + T)
+                    print(
+                        f"{key}: {cell_text(r)}, {r['steps']} updates, {r['cpu_s']:.0f} CPU s "
+                        f"(stopped by {r['stopped_by']})",
+                        flush=True,
+                    )
+                    ran = True
+                    break  # from the top: what is eligible may have changed
+            if not ran:
+                if not held_elsewhere:
+                    return
+                time.sleep(30)
 
 
 # ----- report ----------------------------------------------------------------------------------

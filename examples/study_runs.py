@@ -5,8 +5,8 @@ folder, `runs/<key>.json` holds a finished run's result and `runs/<key>.ckpt` th
 an unfinished one (model, optimizer, data generator, step, CPU seconds used, curve), written
 every `every_s` seconds of CPU time and when the process is asked to stop (Ctrl-C, SIGTERM).
 Running the same command again skips the finished runs and continues the unfinished one from
-its checkpoint, so a study's budget can be spent over several sessions. One process at a time
-works in a folder (a lock file says which).
+its checkpoint, so a study's budget can be spent over several sessions. Several processes may
+work in one folder at once: each run is held by one of them (a lock file per run).
 """
 
 import contextlib
@@ -34,35 +34,38 @@ class RunStore:
         self.every_s = every_s
         self.stop_requested = False
 
-    # ----- one process per folder, stopping cleanly ---------------------------------------
+    # ----- several processes per folder, stopping cleanly -----------------------------------
     @contextlib.contextmanager
-    def acquired(self):
-        """Hold the folder's lock (refusing if another live process holds it), and meanwhile
-        turn SIGINT/SIGTERM into a checkpoint followed by `Stop`."""
-        with open(self.folder / ".lock", "a+") as lock:
+    def stopping(self):
+        """Meanwhile, SIGINT/SIGTERM make the running run checkpoint and raise `Stop`."""
+
+        def request_stop(signum, frame):
+            self.stop_requested = True
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def claim(self, key: str):
+        """Yields True while this process holds run `key` (a lock file per run, released when
+        the process ends however it ends), False if another process holds it or it finished
+        meanwhile. So two processes started on one folder share its runs."""
+        with open(self.folder / f".{key}.lock", "a+") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "another process"
-                raise SystemExit(f"{self.folder} is in use by {holder}; wait for it") from None
-            lock.seek(0)
-            lock.truncate()
+                yield False
+                return
+            lock.truncate(0)
             lock.write(f"pid {os.getpid()}\n")
             lock.flush()
-
-            def request_stop(signum, frame):
-                self.stop_requested = True
-
-            previous = {
-                sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-            }
-            try:
-                yield self
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-                lock.truncate(0)
+            yield self.result(key) is None
 
     # ----- finished runs ------------------------------------------------------------------
     def result(self, key: str):

@@ -418,10 +418,12 @@ def main(argv=None) -> dict:
     if not args.report:
         store = RunStore(out, every_s=args.ckpt_seconds)
         try:
-            with store.acquired():
+            with store.stopping():
                 for kind, s in keys:
                     key = f"{kind}-s{s}"
-                    if store.result(key) is None:
+                    with store.claim(key) as mine:
+                        if not mine:
+                            continue
                         print(
                             f"{key}: "
                             + ("resuming" if store.checkpoint_path(key).exists() else "starting"),

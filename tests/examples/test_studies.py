@@ -264,3 +264,15 @@ def test_the_tatoeba_copy_is_the_one_its_source_describes():
     assert hashlib.sha256(data).hexdigest() == stated
     lines = gzip.decompress(data).decode("utf-8").splitlines()
     assert len(lines) == 76037 and all(line.count("\t") == 1 for line in lines)
+
+
+def test_two_processes_share_a_folders_runs(tmp_path):
+    import study_runs
+
+    first, second = study_runs.RunStore(tmp_path), study_runs.RunStore(tmp_path)
+    with first.claim("a") as mine, second.claim("a") as theirs, second.claim("b") as other:
+        assert mine and not theirs and other  # one holder per run
+    first.finish("a", {"x": 1})
+    with second.claim("a") as again:
+        assert not again  # finished meanwhile: nobody runs it again
+    assert second.results() == {"a": {"x": 1}}
