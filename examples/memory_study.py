@@ -52,7 +52,7 @@ import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository i
 import numpy as np
 from common import add_common_arguments, markdown_table, output_folder, pyplot, write_json
 from memory_tasks import Task
-from study_runs import Run, RunStore, Stop, flush_denormals, rng_from_state, rng_state
+from study_runs import Run, RunStore, Stop, flushed_denormals, rng_from_state, rng_state
 
 import minigrad as mg
 import minigrad.nn as nn
@@ -419,10 +419,13 @@ def plot(results, args, out: Path):
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    with flushed_denormals() as ftz:  # 10x faster long-lag backward; see study_runs
+        return study(parse_args(argv), ftz)
+
+
+def study(args, ftz) -> dict:
     out = output_folder(args.out, NAME, args.quick)
     started = time.perf_counter()
-    ftz = flush_denormals()
     print(
         f"{NAME}: tasks {args.tasks}, settings {args.settings}, lengths {args.lengths}, "
         f"{args.seeds} seeds, at most {args.steps} updates / {args.cpu_budget:g} CPU s per run"

@@ -140,27 +140,33 @@ def rng_from_state(text: str) -> np.random.Generator:
     return rng
 
 
-def flush_denormals() -> bool:
-    """Flush subnormal floats to zero (the x86 MXCSR's FTZ and DAZ bits) in this thread, as
-    `torch.set_flush_denormal(True)` does. A gradient carried back through hundreds of steps
-    of a gated cell decays below float32's smallest normal number (1.2e-38), and every
-    operation on such subnormal numbers takes the CPU's slow path: without this an LSTM update
-    at T = 200 (B = 32, H = 64) took 10x longer than at T = 170 on this project's machine, with
-    it they differ by 15%. What is lost are gradient terms below 1e-38. Returns False (and
-    changes nothing) where the platform is not x86-64 with a C library that has fegetenv."""
+@contextlib.contextmanager
+def flushed_denormals():
+    """Within the block, flush subnormal floats to zero (the x86 MXCSR's FTZ and DAZ bits) in
+    this thread, as `torch.set_flush_denormal(True)` does; the previous mode comes back after
+    it. A gradient carried back through hundreds of steps of a gated cell decays below
+    float32's smallest normal number (1.2e-38), and every operation on such subnormal numbers
+    takes the CPU's slow path: without this an LSTM update at T = 200 (B = 32, H = 64) took 10x
+    longer than at T = 170 on this project's machine, with it they differ by 15%. What is lost
+    are gradient terms below 1e-38. Yields False (and changes nothing) where the platform is
+    not x86-64 with a C library that has fegetenv."""
     import ctypes
     import ctypes.util
     import platform
 
-    if platform.machine().lower() not in ("x86_64", "amd64") or os.name != "posix":
-        return False
-    try:
-        libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    except OSError:
-        return False
-    env = (ctypes.c_uint8 * 32)()  # glibc's x86-64 fenv_t: 32 bytes, MXCSR in the last 4
-    if libm.fegetenv(env) != 0:
-        return False
+    libm, saved = None, (ctypes.c_uint8 * 32)()  # glibc's x86-64 fenv_t: MXCSR in its last 4
+    if platform.machine().lower() in ("x86_64", "amd64") and os.name == "posix":
+        try:
+            libm = ctypes.CDLL(ctypes.util.find_library("m"))
+        except OSError:
+            libm = None
+    if libm is None or libm.fegetenv(saved) != 0:
+        yield False
+        return
+    env = (ctypes.c_uint8 * 32)(*saved)
     mxcsr = int.from_bytes(bytes(env[28:32]), "little") | 0x8040  # FTZ (bit 15), DAZ (bit 6)
     env[28:32] = list(mxcsr.to_bytes(4, "little"))
-    return libm.fesetenv(env) == 0 and np.float32(1e-38) * np.float32(0.5) == 0.0
+    try:
+        yield libm.fesetenv(env) == 0 and np.float32(1e-38) * np.float32(0.5) == 0.0
+    finally:
+        libm.fesetenv(saved)

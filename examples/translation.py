@@ -42,7 +42,7 @@ import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository i
 import numpy as np
 from apps_common import Vocab, length_batches, pad
 from common import add_out_argument, markdown_table, output_folder, pyplot, write_json
-from study_runs import Run, RunStore, Stop, flush_denormals
+from study_runs import Run, RunStore, Stop, flushed_denormals
 
 import minigrad as mg
 import minigrad.nn as nn
@@ -403,10 +403,13 @@ def plot(results, args, out):
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    with flushed_denormals() as ftz:  # 10x faster long-lag backward; see study_runs
+        return study(parse_args(argv), ftz)
+
+
+def study(args, ftz) -> dict:
     out = output_folder(args.out, NAME, args.quick)
     started = time.perf_counter()
-    ftz = flush_denormals()
     data = Data(args)
     print(
         f"{NAME}: {data.n_pairs:,} pairs; {len(data.train):,} training and "

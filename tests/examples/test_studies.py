@@ -276,3 +276,19 @@ def test_two_processes_share_a_folders_runs(tmp_path):
     with second.claim("a") as again:
         assert not again  # finished meanwhile: nobody runs it again
     assert second.results() == {"a": {"x": 1}}
+
+
+def test_subnormals_are_flushed_inside_the_block_only():
+    import platform
+
+    import study_runs
+
+    tiny = np.float32(1e-38)  # normal; half of it is subnormal
+    with study_runs.flushed_denormals() as on:
+        inside = tiny * np.float32(0.5)
+    outside = tiny * np.float32(0.5)
+    assert outside == np.float32(5e-39) and outside > 0  # the default mode is back
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert on and inside == 0.0
+    else:
+        assert not on and inside == outside
