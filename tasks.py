@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 STAMP = VENV / ".minigrad-installed"
-EXTRAS = "test,examples,torch,distributed"
+EXTRAS = "test,examples,torch,distributed,lessons"
 
 
 def ensure_env() -> None:

@@ -216,6 +216,13 @@ def by_step(tensor: Tensor, steps) -> list:
     return groups
 
 
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if nbytes < 1024 or unit == "MiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+
+
 def _signature(nodes) -> tuple:
     counts: dict[str, int] = {}
     for n in nodes:
@@ -233,7 +240,7 @@ def summary(tensor: Tensor, steps=None) -> str:
     info = stats(tensor)
     lines = [
         f"graph of a tensor of shape {_shape(tensor.shape)}: {info['nodes']} ops, "
-        f"{info['leaves']} leaves, {info['saved_bytes'] / 1024:.1f} KiB kept for backward",
+        f"{info['leaves']} leaves, {_size(info['saved_bytes'])} kept for backward",
         "ops: " + _describe(tuple(info["ops"].items())),
     ]
     if steps is None:
@@ -247,10 +254,10 @@ def summary(tensor: Tensor, steps=None) -> str:
             j < len(groups) and groups[j][0].startswith("step") and _signature(groups[j][1]) == sig
         ):
             j += 1
-        kib = sum(_node_bytes(n) for n in nodes) / 1024
+        size = _size(sum(_node_bytes(n) for n in nodes))
         span = label if j == i + 1 else f"steps {label.split()[1]}-{groups[j - 1][0].split()[1]}"
         same = "" if j == i + 1 else " each (the same cell at every step)"
-        lines.append(f"{span}: {len(nodes)} ops, {kib:.1f} KiB{same}: {_describe(sig)}")
+        lines.append(f"{span}: {len(nodes)} ops, {size}{same}: {_describe(sig)}")
         i = j
     return "\n".join(lines)
 
@@ -271,9 +278,9 @@ def to_dot_by_step(tensor: Tensor, steps, params=None, rankdir: str = "LR") -> s
     leaves, links = {}, set()
     for g, (label, nodes) in enumerate(groups):
         sig = _signature(nodes)
-        kib = sum(_node_bytes(n) for n in nodes) / 1024
+        size = _size(sum(_node_bytes(n) for n in nodes))
         mark = "\n(the cell of step 1)" if g and sig == first and label.startswith("step") else ""
-        text = f"{label}: {len(nodes)} ops, {kib:.1f} KiB\n{_describe(sig)}{mark}"
+        text = f"{label}: {len(nodes)} ops, {size}\n{_describe(sig)}{mark}"
         colour = "gold" if not label.startswith("step") else "white"
         lines.append(f"  s{g} [label={_quote(text)}, style=filled, fillcolor={_quote(colour)}];")
         for node in nodes:
