@@ -30,10 +30,14 @@ counts as diverged when its loss or gradient norm becomes NaN/inf or its loss ex
     python examples/vanishing_gradients.py --quick   # a few seconds (the test suite runs this)
 
 Writes to --out (default examples/results/vanishing_gradients/, or vanishing_gradients-quick/
-with --quick): metrics.json, gradient_norms.png, clipping.png.
+with --quick): metrics.json, gradient_norms.png, jacobians.png, clipping.png.
+
+The gradient-flow inspector (models/gradient_flow.py) reruns each probe as a layer: saturated
+gates, and sigma_max(dh_T/dh_k) beside the product of the step Jacobians' norms (jacobians.png).
 """
 
 import argparse
+import copy
 import math
 import time
 from pathlib import Path
@@ -54,7 +58,8 @@ import minigrad as mg
 import minigrad.nn as nn
 import minigrad.nn.functional as F
 import minigrad.optim as optim
-from models import RNN, GRUCell, LSTMCell, RNNCell
+from models import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from models.gradient_flow import inspect
 
 NAME = "vanishing_gradients"
 CELLS = ("rnn", "lstm", "gru")
@@ -141,6 +146,27 @@ def probe(model: Probe, x: np.ndarray, y: np.ndarray) -> dict:
         with np.errstate(over="ignore"):
             result["bound_pascanu"] = norms[-1] * w_norm ** lags.astype(np.float64)
     return result
+
+
+def flow(model: Probe, x: np.ndarray, y: np.ndarray, probe_norms: np.ndarray) -> dict:
+    """The gradient-flow inspector (models/gradient_flow.py) on the probe's weights as a
+    one-layer RNN/LSTM/GRU, in float64: gate saturation, and the singular values of dh_T/dh_k
+    (from vjps) beside the product of the step Jacobians' norms (from jvps)."""
+    layer = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[model.kind](x.shape[-1], model.cell.hidden_size)
+    layer.load_state_dict({f"{k}_l0": v for k, v in model.cell.state_dict().items()})
+    layer.to(mg.float64)
+    head, target = copy.deepcopy(model.head).to(mg.float64), mg.tensor(y.astype(np.float64))
+    report = inspect(layer, x.astype(np.float64), lambda out: F.mse_loss(head(out[-1]), target))
+    j, sat = report.jacobian, report.saturation[(0, 0)]
+    mine = report.state_grad_norms[(0, 0)]
+    return {
+        "sigma_max_by_lag": geo_mean(j["singular_values"][..., 0], axis=1)[::-1],
+        "step_norm_product_by_lag": geo_mean(j["product_bound"], axis=1)[::-1],
+        "bound_holds": j["bound_holds"],
+        "saturated_sigmoid": float(sat["sigmoid"].mean()),
+        "saturated_tanh": float(sat["tanh"].mean()),
+        "same_norms_as_probe": float(np.max(np.abs(mine - probe_norms) / (probe_norms + 1e-300))),
+    }
 
 
 def geo_mean(a: np.ndarray, axis=-1) -> np.ndarray:
@@ -291,6 +317,28 @@ def plot_norms(summary: dict, args, out: Path):
     return path
 
 
+def plot_jacobians(summary: dict, args, out: Path):
+    plt = pyplot()
+    if plt is None:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    for ax, phase in zip(axes, ("init", "trained"), strict=True):
+        for cell, colour in zip(CELLS, ("C0", "C1", "C2"), strict=True):
+            f = summary[cell][phase]["flow"]
+            ax.semilogy(f["sigma_max_by_lag"], color=colour, lw=2, label=f"{LABELS[cell]}")
+            ax.semilogy(f["step_norm_product_by_lag"], "--", color=colour, lw=1)
+        ax.set(title=phase, xlabel="T - k")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("largest singular value of dh_T/dh_k (solid); prod ||J_i|| (dashed)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("The Jacobian products behind the gradient norms (models.gradient_flow)")
+    fig.tight_layout()
+    path = out / "jacobians.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_clipping(runs: dict, args, out: Path):
     plt = pyplot()
     if plt is None:
@@ -347,11 +395,13 @@ def main(argv=None) -> dict:
         rng = np.random.default_rng(args.seed)
         model = Probe(cell, 2, args.hidden)
         before = probe(model, x_probe, y_probe)
+        flow_before = flow(model, x_probe[:, :16], y_probe[:16], before["norms"][:, :16])
         curve = train(model, args, rng, show, LABELS[cell])
         after = probe(model, x_probe, y_probe)
         summary[cell] = {
-            "init": summarise(before),
-            "trained": summarise(after),
+            "init": summarise(before) | {"flow": flow_before},
+            "trained": summarise(after)
+            | {"flow": flow(model, x_probe[:, :16], y_probe[:16], after["norms"][:, :16])},
             "train_loss_last_20": float(np.mean(curve[-20:])),
         }
         raw[cell] = (before, after)
@@ -361,19 +411,21 @@ def main(argv=None) -> dict:
     for cell in CELLS:
         for phase in ("init", "trained"):
             s = summary[cell][phase]
-            g = s["norm_by_lag"]
+            g, f = s["norm_by_lag"], s["flow"]
             rows.append(
                 [LABELS[cell], phase, f"{s['loss']:.4f}", f"{g[0]:.2e}"]
                 + [f"{g[lag] / g[0]:.1e}" for lag in shown]
                 + [
                     f"{s['decay_per_step']:.3f}",
                     f"{s['gamma_mean']:.3f}" if "gamma_mean" in s else "-",
+                    f"{s['flow']['saturated_sigmoid']:.1%} / {s['flow']['saturated_tanh']:.1%}",
+                    f"{f['sigma_max_by_lag'][-1]:.1e} <= {f['step_norm_product_by_lag'][-1]:.1e}",
                 ]
             )
     table = markdown_table(
         ["cell", "weights", "probe MSE", "||dL/dh_T||"]
         + [f"ratio T-k={lag}" for lag in shown]
-        + ["decay/step", "mean gamma"],
+        + ["decay/step", "mean gamma", "saturated sigmoid / tanh", "sigma_max <= prod ||J_i||"],
         rows,
     )
     print(table)
@@ -421,6 +473,7 @@ def main(argv=None) -> dict:
         )
 
     figures = [plot_norms(summary, args, out), plot_clipping(runs, args, out)]
+    figures.append(plot_jacobians(summary, args, out))
     figures = [f.name for f in figures if f is not None]
     metrics = {
         "example": NAME,

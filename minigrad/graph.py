@@ -186,10 +186,17 @@ def to_dot(
 
 
 # ----- views by time step -------------------------------------------------------------------------
-def _node_bytes(node) -> int:
-    """Bytes of the distinct arrays one node keeps for its backward (views count their base)."""
-    owners = {id(_owner(a)): _owner(a) for a in _arrays(getattr(node, "saved", None))}
-    return int(sum(a.nbytes for a in owners.values()))
+def _kept_bytes(nodes, leaves=()) -> int:
+    """Bytes of the distinct arrays `nodes` save for their backward, each at its own size (a
+    step's slice x[t] of an input counts as the slice), leaving out the leaves' arrays
+    (parameters exist anyway, whatever the graph)."""
+    skip = {id(_owner(leaf.data)) for leaf in leaves}
+    kept = {}
+    for node in nodes:
+        for a in _arrays(getattr(node, "saved", None)):
+            if id(_owner(a)) not in skip:
+                kept[id(a)] = a
+    return int(sum(a.nbytes for a in kept.values()))
 
 
 def by_step(tensor: Tensor, steps) -> list:
@@ -236,7 +243,8 @@ def _describe(sig) -> str:
 
 def summary(tensor: Tensor, steps=None) -> str:
     """A text account of the graph: size, ops, bytes kept for backward and, given the state
-    tensors of each step, one line per run of steps whose cells are the same ops."""
+    tensors of each step, one line per run of steps whose cells are the same ops (the bytes
+    each step's nodes keep, the parameters' own arrays left out)."""
     info = stats(tensor)
     lines = [
         f"graph of a tensor of shape {_shape(tensor.shape)}: {info['nodes']} ops, "
@@ -245,7 +253,7 @@ def summary(tensor: Tensor, steps=None) -> str:
     ]
     if steps is None:
         return "\n".join(lines)
-    groups = by_step(tensor, steps)
+    groups, leaves = by_step(tensor, steps), walk(tensor)[1]
     i = 0
     while i < len(groups):
         label, nodes = groups[i]
@@ -254,7 +262,7 @@ def summary(tensor: Tensor, steps=None) -> str:
             j < len(groups) and groups[j][0].startswith("step") and _signature(groups[j][1]) == sig
         ):
             j += 1
-        size = _size(sum(_node_bytes(n) for n in nodes))
+        size = _size(_kept_bytes(nodes, leaves))
         span = label if j == i + 1 else f"steps {label.split()[1]}-{groups[j - 1][0].split()[1]}"
         same = "" if j == i + 1 else " each (the same cell at every step)"
         lines.append(f"{span}: {len(nodes)} ops, {size}{same}: {_describe(sig)}")
@@ -270,7 +278,7 @@ def to_dot_by_step(tensor: Tensor, steps, params=None, rankdir: str = "LR") -> s
     if params is not None:
         items = params.items() if isinstance(params, dict) else params
         names = {id(t): name for name, t in items}
-    groups = by_step(tensor, steps)
+    groups, params_kept = by_step(tensor, steps), walk(tensor)[1]
     where = {id(n): g for g, (_, nodes) in enumerate(groups) for n in nodes}
     first = _signature(groups[0][1]) if groups else ()
     lines = ["digraph minigrad_steps {", f"  rankdir={rankdir};"]
@@ -278,7 +286,7 @@ def to_dot_by_step(tensor: Tensor, steps, params=None, rankdir: str = "LR") -> s
     leaves, links = {}, set()
     for g, (label, nodes) in enumerate(groups):
         sig = _signature(nodes)
-        size = _size(sum(_node_bytes(n) for n in nodes))
+        size = _size(_kept_bytes(nodes, params_kept))
         mark = "\n(the cell of step 1)" if g and sig == first and label.startswith("step") else ""
         text = f"{label}: {len(nodes)} ops, {size}\n{_describe(sig)}{mark}"
         colour = "gold" if not label.startswith("step") else "white"

@@ -72,7 +72,8 @@ class GradientFlow:
 
 
 def _geo_mean(a, axis):
-    return np.exp(np.mean(np.log(np.maximum(a, 1e-300)), axis=axis))
+    a = np.maximum(np.asarray(a, dtype=np.float64), 1e-300)  # float32 would flush 1e-300 to 0
+    return np.exp(np.mean(np.log(a), axis=axis))
 
 
 def _alias(p):

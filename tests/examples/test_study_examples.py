@@ -126,6 +126,8 @@ def test_vanishing_gradients_quick(tmp_path, capsys):
             g = np.array(s["norm_by_lag"])
             assert g.shape == (T,) and np.all(g > 0)
             assert 0 < s["decay_per_step"] < 2
+            # the gradient-flow inspector reproduces the probe and its bound holds
+            assert s["flow"]["same_norms_as_probe"] < 1e-10 and s["flow"]["bound_holds"]
     for phase in ("init", "trained"):
         r = metrics["gradient_norms"]["rnn"][phase]
         assert r["product_bound_holds"] is True
@@ -141,7 +143,7 @@ def test_vanishing_gradients_quick(tmp_path, capsys):
     assert clipped["mean_loss_last_20"] < 10
     # both runs start from the same weights and batch: the same first gradient
     assert plain["first_grad_norm"] == pytest.approx(clipped["first_grad_norm"])
-    check_figures(tmp_path, ["gradient_norms.png", "clipping.png"], printed)
+    check_figures(tmp_path, ["gradient_norms.png", "clipping.png", "jacobians.png"], printed)
 
 
 def test_probe_matches_reference_bptt_on_an_rnn():
