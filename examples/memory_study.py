@@ -335,13 +335,17 @@ def report(results, args) -> tuple:
                 n_solved = sum(1 for r in rs if r and r["solved"])
                 row.append(f"{n_solved}/{len(texts)}: " + ", ".join(texts) if texts else "-")
             best = longest(results, task, setting, args)
-            row.append("none" if best is None else str(best))
-            rows.append(row)
+            cpu = sum(
+                r["cpu_s"] for r in results.values() if (r["task"], r["setting"]) == (task, setting)
+            )
+            rows.append(row + ["none" if best is None else str(best), f"{cpu / 3600:.2f}"])
         what = "MSE < 0.01" if task == "adding" else f"accuracy > 0.95, S = {args.copy_symbols}"
         parts.append(
             f"### {task} ({what}): solved seeds / seeds run, then per seed the updates to solve "
             "or the final test metric\n\n"
-            + markdown_table(["setting"] + [f"T={T}" for T in args.lengths] + ["longest"], rows)
+            + markdown_table(
+                ["setting", *(f"T={T}" for T in args.lengths), "longest", "CPU h"], rows
+            )
         )
     parts.append(
         "### The notes' feasible lengths at this budget\n\n" + verdicts(results, args, complete)
