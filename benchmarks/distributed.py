@@ -44,6 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "distributed.json"
 V, E, T, B = 65, 64, 64, 32
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 MACHINES = (4, 16, 64)
+ROUNDS = 3  # each configuration runs this many times, interleaved; medians reported
 # Networks: bandwidth in Gbit/s and an assumed per-message latency (TCP over 10 GbE,
 # RDMA over a 100 Gbit/s fabric); the latency term is small beside the bandwidth term here.
 NETWORKS = ((10, 25e-6), (100, 5e-6))
@@ -245,15 +246,25 @@ def main():
     out["load_before"] = os.getloadavg()
 
     print("char-LM H=256: 1 rank x 2 threads, 1 rank x 1 thread, 2 ranks x 1 thread", flush=True)
-    runs = [
-        ("1 rank x 2 threads", _launch(["train", 256, 1, steps, "on", B], threads=2)[0]),
-        ("1 rank x 1 thread", _launch(["train", 256, 1, steps, "on", B])[0]),
-        ("2 ranks x 1 thread, overlap", _launch(["train", 256, 1, steps, "on", B], ranks=2)[0]),
-        ("2 ranks x 1 thread, after", _launch(["train", 256, 1, steps, "off", B], ranks=2)[0]),
-        ("2 layers: 1 rank x 1 thread", _launch(["train", 256, 2, steps, "on", B])[0]),
-        ("2 layers: 2 ranks, overlap", _launch(["train", 256, 2, steps, "on", B], ranks=2)[0]),
-        ("2 layers: 2 ranks, after", _launch(["train", 256, 2, steps, "off", B], ranks=2)[0]),
-    ]
+    configs = {  # name: (layers, overlap, ranks, BLAS threads)
+        "1 rank x 2 threads": (1, "on", 1, 2),
+        "1 rank x 1 thread": (1, "on", 1, 1),
+        "2 ranks x 1 thread, overlap": (1, "on", 2, 1),
+        "2 ranks x 1 thread, after": (1, "off", 2, 1),
+        "2 layers: 1 rank x 1 thread": (2, "on", 1, 1),
+        "2 layers: 2 ranks, overlap": (2, "on", 2, 1),
+        "2 layers: 2 ranks, after": (2, "off", 2, 1),
+    }
+    rounds = {name: [] for name in configs}
+    for _ in range(1 if args.quick else ROUNDS):  # interleaved, so that noise hits all alike
+        for name, (layers, overlap, ranks, threads) in configs.items():
+            job = ["train", 256, layers, steps, overlap, B]
+            rounds[name].append(_launch(job, ranks=ranks, threads=threads)[0])
+    runs = []
+    for name, results in rounds.items():
+        middle = sorted(results, key=lambda r: r["step_ms"])[len(results) // 2]
+        middle["ddp_ms"] = statistics.median(r["ddp_ms"] for r in results)
+        runs.append((name, middle))
     out["runs"] = dict(runs)
     for name, r in runs:
         print(f"  {name:30s} {r['step_ms']:8.1f} ms/step {r['tokens_per_s']:9,.0f} tokens/s "
@@ -362,8 +373,10 @@ def readme_body(out) -> str:
 
 `python benchmarks/distributed.py` (about 5 minutes) measured everything below on this
 project's machine ({out["machine"]}; load average {load} when it started: other jobs shared
-the cores, so compare rows of one run, not with other sections), {out["steps"]} timed steps
-per configuration (medians), and wrote `benchmarks/results/distributed.json`.
+the cores, so compare rows of one run, not with other sections): each configuration
+{ROUNDS} times, interleaved, {out["steps"]} timed steps each after 3 of warm-up (per run
+the median step; below, the run with the median of those, and the median of the runs'
+DDP times), and wrote `benchmarks/results/distributed.json`.
 
 **The char-LM step data-parallel** (H=256, global batch 32 streams x 64 characters, float32,
 Adam, clipping; 2 ranks read 16 streams each). "DDP ms" is the time DistributedDataParallel
