@@ -80,7 +80,10 @@ def parse_args(argv=None):
     add_common_arguments(p, NAME)
     p.add_argument("--tasks", nargs="+", choices=("adding", "copy"), default=["adding", "copy"])
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=DEFAULT_SETTINGS)
-    p.add_argument("--lengths", type=int, nargs="+", help="T, increasing (50 100 200 500 1000)")
+    p.add_argument("--lengths", type=int, nargs="+", help="adding: T (50 100 200 500 1000)")
+    p.add_argument(
+        "--copy-lengths", type=int, nargs="+", help="copy: T (10 25 50 100 200 500 1000)"
+    )
     p.add_argument("--seeds", type=int, help="seeds per length (default 3)")
     p.add_argument("--steps", type=int, help="most updates per run (default 20000)")
     p.add_argument("--cpu-budget", type=float, help="most CPU seconds per run (default 1800)")
@@ -97,15 +100,19 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-seconds", type=float, default=60.0, help="checkpoint every N CPU s")
     p.add_argument("--report", action="store_true", help="only tabulate the finished runs")
     args = p.parse_args(argv)
-    full = dict(lengths=[50, 100, 200, 500, 1000], seeds=3, steps=20000, cpu_budget=1800.0)
+    full = dict(lengths=[50, 100, 200, 500, 1000], copy_lengths=[10, 25, 50, 100, 200, 500, 1000])
+    full.update(seeds=3, steps=20000, cpu_budget=1800.0)
     full.update(hidden=64, batch=32, eval_every=100, test=1000)
-    quick = dict(lengths=[4, 8], seeds=2, steps=30, cpu_budget=60.0, hidden=8, batch=8)
+    quick = dict(
+        lengths=[4, 8], copy_lengths=[4, 8], seeds=2, steps=30, cpu_budget=60.0, hidden=8, batch=8
+    )
     quick.update(eval_every=10, test=32, copy_symbols=3)
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key, None) is None or (args.quick and key == "copy_symbols"):
             setattr(args, key, value)
-    if sorted(args.lengths) != args.lengths or min(args.lengths) < 2:
-        p.error("--lengths must be increasing and at least 2")
+    for lengths in (args.lengths, args.copy_lengths):
+        if sorted(set(lengths)) != lengths or min(lengths) < 2:
+            p.error("--lengths and --copy-lengths must be increasing and at least 2")
     args.copy_loss = "recall"
     return args
 
@@ -241,8 +248,9 @@ def status(results, task, setting, T, args, rule=None):
 def eligible(results, task, setting, T, seed, args) -> bool:
     """Run this seed unless the setting failed the previous length or already failed this one
     (a seed still runs after a length is decided solved: it gives the spread)."""
-    i, rule = args.lengths.index(T), args.stop_rule
-    if i > 0 and status(results, task, setting, args.lengths[i - 1], args, rule) != "solved":
+    lengths, rule = lengths_of(args, task), args.stop_rule
+    i = lengths.index(T)
+    if i > 0 and status(results, task, setting, lengths[i - 1], args, rule) != "solved":
         return False
     return status(results, task, setting, T, args, rule) != "failed"
 
@@ -250,11 +258,16 @@ def eligible(results, task, setting, T, seed, args) -> bool:
 def plan(args):
     return [
         (task, setting, T, seed)
-        for T in args.lengths
+        for T in sorted(set(args.lengths) | set(args.copy_lengths))
         for seed in range(args.seeds)
         for task in args.tasks
         for setting in args.settings
+        if T in lengths_of(args, task)
     ]
+
+
+def lengths_of(args, task) -> list:
+    return args.lengths if task == "adding" else args.copy_lengths
 
 
 def run_study(args, out: Path) -> None:
@@ -301,7 +314,9 @@ def cell_text(r) -> str:
 
 
 def longest(results, task, setting, args):
-    solved = [T for T in args.lengths if status(results, task, setting, T, args) == "solved"]
+    solved = [
+        T for T in lengths_of(args, task) if status(results, task, setting, T, args) == "solved"
+    ]
     return max(solved, default=None)
 
 
@@ -329,7 +344,7 @@ def report(results, args) -> tuple:
         rows = []
         for setting in args.settings:
             row = [LABELS[setting]]
-            for T in args.lengths:
+            for T in lengths_of(args, task):
                 rs = [results.get(run_key(task, setting, T, s)) for s in range(args.seeds)]
                 texts = [cell_text(r) for r in rs if r]
                 n_solved = sum(1 for r in rs if r and r["solved"])
@@ -344,7 +359,7 @@ def report(results, args) -> tuple:
             f"### {task} ({what}): solved seeds / seeds run, then per seed the updates to solve "
             "or the final test metric\n\n"
             + markdown_table(
-                ["setting", *(f"T={T}" for T in args.lengths), "longest", "CPU h"], rows
+                ["setting", *(f"T={T}" for T in lengths_of(args, task)), "longest", "CPU h"], rows
             )
         )
     parts.append(
@@ -359,7 +374,7 @@ def verdicts(results, args, complete) -> str:
         settings = [s for s in args.settings if CELL_OF[s] == cell]
         for task in args.tasks:
             best = max([longest(results, task, s, args) or 0 for s in settings], default=0)
-            beyond = [T for T in args.lengths if T > claim]
+            beyond = [T for T in lengths_of(args, task) if T > claim]
             tried_beyond = any(
                 results.get(run_key(task, s, T, 0)) for s in settings for T in beyond
             )
@@ -411,7 +426,7 @@ def plot(results, args, out: Path):
             ylabel="updates to solve",
             title=f"{task}: updates needed (dots: seeds, line: median)",
         )
-        ax.set_xticks(args.lengths, [str(T) for T in args.lengths])
+        ax.set_xticks(lengths_of(args, task), [str(T) for T in lengths_of(args, task)])
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -431,7 +446,8 @@ def study(args, ftz) -> dict:
     out = output_folder(args.out, NAME, args.quick)
     started = time.perf_counter()
     print(
-        f"{NAME}: tasks {args.tasks}, settings {args.settings}, lengths {args.lengths}, "
+        f"{NAME}: tasks {args.tasks}, settings {args.settings}, lengths {args.lengths} "
+        f"(copy {args.copy_lengths}), "
         f"{args.seeds} seeds, at most {args.steps} updates / {args.cpu_budget:g} CPU s per run"
     )
     stopped = False

@@ -129,7 +129,21 @@ def fake(ms, args, outcomes):
 
 def test_memory_study_schedule_spends_the_budget_near_the_limit():
     ms = load("memory_study")
-    args = ms.parse_args(["--lengths", "50", "100", "200", "--seeds", "3"])
+    args = ms.parse_args(["--lengths", "50", "100", "200", "--copy-lengths", "10", "50"])
+    assert [p[2] for p in ms.plan(args) if p[:2] == ("copy", "gru")] == [10] * 3 + [50] * 3
+    assert [p[2] for p in ms.plan(args) if p[:2] == ("adding", "gru")] == [
+        50,
+        50,
+        50,
+        100,
+        100,
+        100,
+        200,
+        200,
+        200,
+    ]
+    copy_later = [k for k, p in enumerate(ms.plan(args)) if p[0] == "copy" and p[2] == 50]
+    assert min(copy_later) > max(k for k, p in enumerate(ms.plan(args)) if p[2] == 10)
     ok = lambda *a: ms.eligible(results, "adding", "lstm", *a, args)
     results = fake(ms, args, {("adding", "lstm", 50): [True, False, True]})
     assert ms.status(results, "adding", "lstm", 50, args) == "solved"
