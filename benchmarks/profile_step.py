@@ -3,8 +3,9 @@
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py [--hidden 64 512] [--steps 10]
     python benchmarks/profile_step.py --hidden 64 --cprofile     # also the top Python functions
 
-The workload of benchmarks/lstm_lm.py (B=32, T=64, float32, SGD), fused (the layers' default)
-or with --unfused. Every op's forward and backward, the fused groups' compiled loops and the
+The workload of benchmarks/lstm_lm.py (B=32, T=64, float32, SGD), fused (the layers' default:
+the time loop as one scan node), with --per-step (the fused step as one node per time step) or
+with --unfused. Every op's forward and backward, the fused groups' compiled loops and the
 engine's deferred weight-gradient products are wrapped with timers that keep exclusive time (a
 nested timer's time is taken out of its caller's), so that each array computation is counted
 once. What no timer covers is Python: the plan replay, node creation, views, the engine's
@@ -126,17 +127,19 @@ def category(key) -> str:
         return f"matmuls (BLAS), {phase}"
     if name == "fused loop":
         return f"fused gate loops (Numba), {phase}"
+    if name == "Scan":
+        return f"scan node's own loop (Python, copies), {phase}"
     return f"other ops' arrays, {phase} ({name})"
 
 
-def profile(H, steps, fuse):
-    model, _ = make_minigrad("lstm", H, np.float32, fuse=fuse)
+def profile(H, steps, fuse, scan=True):
+    model, _ = make_minigrad("lstm", H, np.float32, fuse=fuse, scan=scan)
     rng = np.random.default_rng(0)
     tokens, targets = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     for _ in range(3):  # trace, compile, warm caches
         _phases(model, tokens, targets)
     # A second model, so that its fused kernels are created (and wrapped) under install().
-    timed_model, _ = make_minigrad("lstm", H, np.float32, fuse=fuse)
+    timed_model, _ = make_minigrad("lstm", H, np.float32, fuse=fuse, scan=scan)
     install()
     _phases(timed_model, tokens, targets)
     uninstall()
@@ -172,8 +175,7 @@ def profile(H, steps, fuse):
     }
 
 
-def report(H, fuse, r) -> None:
-    path = "fused" if fuse else "unfused"
+def report(H, path, r) -> None:
     print(
         f"\n### H={H}, {path}: {r['plain'] * 1e3:.1f} ms/step, {r['total'] * 1e3:.1f} ms with "
         "the timers (their cost is taken out of the Python row)\n"
@@ -186,8 +188,8 @@ def report(H, fuse, r) -> None:
     print(f"\nPython per time step: {r['python'] / T * 1e6:.0f} us (T={T}).")
 
 
-def top_python(H, fuse, steps, n=15) -> None:
-    model, _ = make_minigrad("lstm", H, np.float32, fuse=fuse)
+def top_python(H, fuse, steps, n=15, scan=True) -> None:
+    model, _ = make_minigrad("lstm", H, np.float32, fuse=fuse, scan=scan)
     rng = np.random.default_rng(0)
     tokens, targets = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     for _ in range(3):
@@ -208,12 +210,15 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, nargs="+", default=[64, 512])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--unfused", action="store_true", help="profile the fuse=False path")
+    ap.add_argument("--per-step", action="store_true", help="profile the scan=False path")
     ap.add_argument("--cprofile", action="store_true", help="also list top Python functions")
     args = ap.parse_args(argv)
+    fuse, scan = not args.unfused, not args.per_step
+    path = "unfused" if not fuse else "fused, one node per step" if not scan else "fused, scan"
     for H in args.hidden:
-        report(H, not args.unfused, profile(H, args.steps, not args.unfused))
+        report(H, path, profile(H, args.steps, fuse, scan))
         if args.cprofile:
-            top_python(H, not args.unfused, args.steps)
+            top_python(H, fuse, args.steps, scan=scan)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ with a roofline: each peer's achieved GFLOP/s against the measured GEMM floor of
 
 The workload of benchmarks/lstm_lm.py (Embedding(65, 64) -> LSTM(64, H) -> Linear(H, 65),
 B=32, T=64, float32, mean cross-entropy, backward, SGD), from the same initial weights. Peers:
-  minigrad        models.LSTM, the cell a plain composition of ops, fused (the default)
+  minigrad        models.LSTM, the cell a plain composition of ops, fused (the default: the
+                  time loop as one scan node)
+  minigrad_per_step  the same with scan=False: the fused step as one graph node per time step
   numpy           the BPTT written by hand (benchmarks/numpy_baseline.py)
   torch_eager     the same cell written as torch ops, a Python loop over T
   torch_script    that cell under torch.jit.script
@@ -39,7 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 B, T, E, V = 32, 64, 64, 65
 LR = 0.1
-PEERS = ["minigrad", "numpy", "torch_eager", "torch_script", "torch_lstm"]
+PEERS = ["minigrad", "minigrad_per_step", "numpy", "torch_eager", "torch_script", "torch_lstm"]
 COMPILED = ["torch_compile", "torch_compile_seq"]
 
 
@@ -63,13 +65,14 @@ def _data(seed=0):
     return rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
 
 
-def _minigrad_peer(params, H, dtype):
+def _minigrad_peer(params, H, dtype, scan=True):
     sys.path.insert(0, str(HERE))
     import lstm_lm
 
     import minigrad as mg
 
-    model, _ = lstm_lm.make_minigrad("lstm", H, mg.float64 if dtype == "float64" else mg.float32)
+    dtype = mg.float64 if dtype == "float64" else mg.float32
+    model, _ = lstm_lm.make_minigrad("lstm", H, dtype, scan=scan)
     names = {v: k for k, v in lstm_lm.NAMES.items()}
     model.load_state_dict({names[k]: v for k, v in params.items()})
 
@@ -172,7 +175,7 @@ def run_peer(peer, H, weights, steps, dtype, threads):
     elif peer == "numpy":
         step = _numpy_peer(params, H, dtype)
     else:
-        step = _minigrad_peer(params, H, dtype)
+        step = _minigrad_peer(params, H, dtype, scan=peer != "minigrad_per_step")
     tokens, targets = _data()
     if dtype == "float64":
         loss, grads = step(tokens, targets, update=False)

@@ -21,6 +21,7 @@ class _State(threading.local):
     anomaly = False
     tracer = None  # a list while minigrad.fusion records the ops of a function
     forward = None  # while mg.jvp runs: a callable giving each op's output its tangent
+    retain_graph = False  # while backward runs: whether it keeps the nodes' saved arrays
 
 
 _state = _State()
@@ -28,6 +29,12 @@ _state = _State()
 
 def is_grad_enabled() -> bool:
     return _state.grad_enabled
+
+
+def is_retaining_graph() -> bool:
+    """Inside a node's backward: whether this backward keeps saved arrays for another one (a
+    node that frees its activations as it goes, fusion's Scan, must not if so)."""
+    return _state.retain_graph
 
 
 def is_tracing() -> bool:
@@ -407,6 +414,15 @@ def _edge_without_gradient(start, pending: dict, grads: dict, ready: list) -> No
 
 
 def run_backward(tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    previous = _state.retain_graph
+    _state.retain_graph = retain_graph
+    try:
+        _run_backward(tensor, grad, retain_graph)
+    finally:
+        _state.retain_graph = previous
+
+
+def _run_backward(tensor, grad: np.ndarray, retain_graph: bool) -> None:
     node = tensor._node
     if node is None:
         _accumulate_leaf(tensor, grad)

@@ -81,6 +81,10 @@ class _RNNBase(nn.Module):
 
     gates = 1
     n_states = 1
+    # Fused and without lengths=, the time loop runs as one graph node (`Fused.scan`): the
+    # traced step's plan replayed on arrays, forward and backward. False replays the fused
+    # step as one node per time step instead (the path with lengths=).
+    scan = True
 
     def __init__(
         self,
@@ -256,6 +260,10 @@ class _RNNBase(nn.Module):
         gi = F.linear(x, w_ih, self._input_bias(b_ih, b_hh))
         recurrent = self._recurrent(w_hh, b_hh)
         if masks is None and self.fuse:
+            if self.scan:  # the whole loop as one node, if the step allows (fusion's scan)
+                result = self._fused_step.scan(gi, state, recurrent, reverse=d == 1)
+                if result is not None:
+                    return result
             return self._fused_sequence(gi, d == 1, state, recurrent)
         hi = lo + x.shape[0]
         times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)

@@ -767,7 +767,10 @@ LAYERS = {
 }
 OPTIONS = {  # layer arguments, lengths, whether to pass h0
     "plain": ({}, None, False),
+    "stacked_bidirectional_h0": ({"num_layers": 2, "bidirectional": True}, None, True),
     "stacked_bidirectional_lengths_h0": ({"num_layers": 2, "bidirectional": True}, [T, 2, 4], True),
+    "dropout_between_layers": ({"num_layers": 2, "dropout": 0.5}, None, False),
+    "checkpointed": ({"checkpoint_every": 2}, None, True),
     "checkpointed_lengths": ({"checkpoint_every": 2}, [3, T, 1], False),
 }
 
@@ -775,12 +778,13 @@ OPTIONS = {  # layer arguments, lengths, whether to pass h0
 def test_layers_fuse_by_default():
     for make in LAYERS.values():
         layer = make()
-        assert layer.fuse is True
+        assert layer.fuse is True and layer.scan is True
     assert LSTM(IN, H, fuse=False).fuse is False
 
 
 def _layer_run(layer, x, h0, lengths):
     """Output, final states, the fused node count and every gradient of a weighted loss."""
+    mg.manual_seed(3)  # the same dropout masks in every run
     xt = mg.tensor(x, requires_grad=True)
     h0t = None if h0 is None else leaves(h0)
     out, state = layer(xt, None if h0t is None else (h0t if len(h0t) == 2 else h0t[0]), lengths)
@@ -794,41 +798,48 @@ def _layer_run(layer, x, h0, lengths):
     return [out.data, *[s.data for s in states]], grads, n_fused
 
 
+@pytest.mark.parametrize("scan", [True, False], ids=["scan", "per_step"])
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_fused_layers_equal_unfused(kind, option, default_float64, monkeypatch):
+def test_fused_layers_equal_unfused(kind, option, scan, default_float64, monkeypatch):
     kwargs, lengths, with_h0 = OPTIONS[option]
     mg.manual_seed(0)
     layer = LAYERS[kind](**kwargs)
+    layer.scan = scan
     rng = np.random.default_rng(19)
     x = rng.uniform(-1, 1, (T, 3, IN))
     L = layer.num_layers * layer.num_directions
     h0 = [rng.uniform(-1, 1, (L, 3, H)) for _ in range(layer.n_states)] if with_h0 else None
-    calls = []  # fused nodes run (inside checkpointed segments too)
-    forward = FusedOp.forward
+    calls = {FusedOp: [], fusion.Scan: []}  # nodes run (inside checkpointed segments too)
+    for cls in calls:
 
-    def counted(self, *arrays, **kwargs):
-        calls.append(self)
-        return forward(self, *arrays, **kwargs)
+        def counted(self, *arrays, _forward=cls.forward, _calls=calls[cls], **kwargs):
+            _calls.append(self)
+            return _forward(self, *arrays, **kwargs)
 
-    monkeypatch.setattr(FusedOp, "forward", counted)
+        monkeypatch.setattr(cls, "forward", counted)
     assert layer.fuse
     fused, fused_grads, n_fused = _layer_run(layer, x, h0, lengths)
     # An RNN step is two elementwise ops (add, tanh or relu): fewer than fusion.MIN_OPS, so
-    # its plan replays them as they are; the gated cells become one fused node per step.
+    # its plan replays them as they are; the gated cells become one fused node per step. With
+    # scan and no lengths, each layer and direction is one Scan node running that plan.
     gated = kind not in ("rnn_tanh", "rnn_relu")
-    if gated:
-        assert len(calls) >= T * layer.num_layers * layer.num_directions
+    scanned = scan and lengths is None
+    if scanned:
+        assert len(calls[fusion.Scan]) >= L and not calls[FusedOp]
+    elif gated:
+        assert len(calls[FusedOp]) >= T * L and not calls[fusion.Scan]
     else:
-        assert fusion.MIN_OPS > 2 and not calls
-    calls.clear()
+        assert fusion.MIN_OPS > 2 and not calls[FusedOp] and not calls[fusion.Scan]
+    calls[FusedOp].clear()
+    calls[fusion.Scan].clear()
     layer.fuse = False
     ref, ref_grads, n_ref = _layer_run(layer, x, h0, lengths)
-    assert not calls
+    assert not calls[FusedOp] and not calls[fusion.Scan]
     assert_all_close(fused, ref, 1e-12, f"{kind} {option} outputs")
     assert_all_close(fused_grads, ref_grads, 1e-12, f"{kind} {option} gradients")
     assert n_ref == 0
-    if "checkpoint_every" not in kwargs and gated:  # (a checkpointed segment: one node)
+    if "checkpoint_every" not in kwargs and gated and not scanned:  # (a segment: one node)
         assert n_fused >= T  # at least one fused node per step
     if lengths is not None:  # the fused layer's outputs past each sequence's end are zero
         for b, n in enumerate(lengths):

@@ -24,6 +24,10 @@ Non-tensor arguments (ints, strings, None) are part of the signature: a new valu
 To see what fusion made of a function: `f.explain(*args)` returns the plan for those arguments
 as text (`kernels=True` adds the generated loops' source), and MINIGRAD_PRINT_KERNELS=1 prints
 each kernel's source as it is generated.
+
+A recurrent step `state = f(x_t, state, weights)` runs over a whole sequence as one graph node
+with `f.scan(xs, state, weights)` (scan.py): the plan replayed on arrays T times, forward and
+backward, with no node per step.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from .. import random as _random
 from ..tensor import Tensor as _Tensor
 from .node import FusedOp
 from .plan import MIN_OPS, Plan
+from .scan import Scan, scan, scan_reason
 
-__all__ = ["fuse", "Fused", "FusedOp", "MIN_OPS"]
+__all__ = ["fuse", "Fused", "FusedOp", "MIN_OPS", "Scan", "scan", "scan_reason"]
 
 
 def fuse(fn):
@@ -72,6 +77,12 @@ class Fused:
         if not plan.fuses:  # nothing to fuse: calling fn costs less than replaying its ops
             return self.fn(*args)
         return plan.run(flat)
+
+    def scan(self, xs, state, extra=None, reverse: bool = False):
+        """Run `state = fn(xs[t], state, extra)` for t over xs's first axis as one graph node
+        (scan.py): (every step's state[0] stacked in time order, *the final state); None if
+        this function cannot be scanned (scan.reason), so the caller steps it itself."""
+        return scan(self, xs, tuple(state), extra, reverse)
 
     def explain(self, *args, kernels: bool = False) -> str:
         """The plan for these arguments as text (tracing them if no call has yet): its slots,

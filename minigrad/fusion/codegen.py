@@ -149,9 +149,9 @@ def forward_source(spec: Spec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def backward_source(spec: Spec, needs: tuple) -> str:
-    """The backward loop for the leaves with needs[i] True (the others get no gradient)."""
-    saved = spec.saved_vars()
+def _adjoints(spec: Spec, needs: tuple):
+    """Reverse mode on the scalar code: (vars to load, adjoint updates in order, the vars
+    with an adjoint, each read var's (leaf, offset))."""
     members = {m[3]: m for m in spec.members}
     access = {var: (leaf, offset) for var, leaf, offset in spec.reads}
     # Vars whose adjoint matters: a needed leaf's reads, and members computed from them.
@@ -168,7 +168,7 @@ def backward_source(spec: Spec, needs: tuple) -> str:
 
     for i, var in enumerate(spec.outputs):
         if var in relevant:
-            updates.append(f"a_{var} = gout[{i}, r, j]")
+            updates.append((var, "=", f"gout[{i}, r, j]"))
             adjoint.add(var)
     for _, grads, ins, out in reversed(spec.members):
         if out not in adjoint:
@@ -180,15 +180,38 @@ def backward_source(spec: Spec, needs: tuple) -> str:
                 if name in template:
                     load(used)
             term = "(" + template.format(x=ins[0], y=ins[-1], out=out, g=f"a_{out}") + ")"
-            if var in adjoint:
-                updates.append(f"a_{var} += {term}")
-            else:
-                updates.append(f"a_{var} = {term}")
-                adjoint.add(var)
+            updates.append((var, "+=" if var in adjoint else "=", term))
+            adjoint.add(var)
+    assert all(var in members or var in access for var in loads)
+    return loads, updates, adjoint, access
 
-    needed = [i for i, need in enumerate(needs) if need]
+
+def adjoint_writes(spec: Spec, needs: tuple) -> tuple:
+    """Per leaf, what the backward loop adds into its gradient, as a comparable value (None
+    for a leaf not needed): two leaves with equal writes (and shapes) get equal gradients, as
+    the two operands of the LSTM's `gi + W_hh h` do, so one array can serve both."""
+    _, updates, adjoint, _ = _adjoints(spec, needs)
+    once = {}  # var -> the expression of its adjoint, if set once and never added to
+    for var, how, term in updates:
+        once[var] = term if how == "=" and var not in once else None
+    writes = [None] * len(spec.leaves)
+    for var, leaf, offset in spec.reads:
+        if needs[leaf] and var in adjoint:
+            writes[leaf] = (writes[leaf] or ()) + ((offset, once[var] or f"a_{var}"),)
+    return tuple(
+        None if w is None else (spec.leaves[i], tuple(sorted(w))) for i, w in enumerate(writes)
+    )
+
+
+def backward_source(spec: Spec, needs: tuple, aliases: tuple = ()) -> str:
+    """The backward loop for the leaves with needs[i] True (the others get no gradient).
+    aliases[i] >= 0: leaf i's gradient is leaf aliases[i]'s array (written once, by it)."""
+    saved = spec.saved_vars()
+    loads, updates, adjoint, access = _adjoints(spec, needs)
+    aliases = aliases or (-1,) * len(spec.leaves)
+    written = [i for i, need in enumerate(needs) if need and aliases[i] < 0]
     args = ", ".join(
-        [f"L{i}" for i in range(len(spec.leaves))] + [f"G{i}" for i in needed] + ["gout"]
+        [f"L{i}" for i in range(len(spec.leaves))] + [f"G{i}" for i in written] + ["gout"]
     )
     lines = ["@_jit", f"def backward(R, C, out, scratch, {args}):"]
     body = []
@@ -203,11 +226,10 @@ def backward_source(spec: Spec, needs: tuple) -> str:
         elif var in spec.outputs:
             body.append(f"{var} = out[{spec.outputs.index(var)}, r, j]")
         else:
-            assert var in members
             body.append(f"{var} = scratch[{saved.index(var)}, r, j]")
-    body += updates
+    body += [f"a_{var} {how} {term}" for var, how, term in updates]
     for var, leaf, offset in spec.reads:
-        if needs[leaf] and var in adjoint:
+        if needs[leaf] and aliases[leaf] < 0 and var in adjoint:
             body.append(f"G{leaf}{_index(spec.leaves[leaf], offset)} += a_{var}")
     lines += ["    for r in range(R):", "        for j in range(C):"]
     lines += ["            " + line for line in body]
@@ -368,6 +390,6 @@ def forward_kernel(spec: Spec):
 
 
 @functools.cache
-def backward_kernel(spec: Spec, needs: tuple):
-    source = _show(backward_source(spec, needs))
+def backward_kernel(spec: Spec, needs: tuple, aliases: tuple = ()):
+    source = _show(backward_source(spec, needs, aliases))
     return load_module(_header(spec.dtype) + "\n\n" + source).backward

@@ -154,37 +154,55 @@ class FusedKernel:
         return result, (kept, scratch, out, fns)
 
     def _backward_plan(self, needs):
-        """For one pattern of inputs needing gradients: the compiled loop, and for each leaf
-        gradient it writes, the leaf's index and where its gradient goes."""
+        """For one pattern of inputs needing gradients: the compiled loop; for each leaf
+        gradient, the leaf's index, where its gradient goes, and the leaf whose array it
+        shares (its own index unless its gradient equals an earlier leaf's)."""
         leaf_needs = tuple(
             needs[pos] if j is None else any(needs[p] for p in self.calls[j][2])
             for j, pos in self.sources
         )
-        kernel = codegen.backward_kernel(self.spec, leaf_needs)
+        writes = codegen.adjoint_writes(self.spec, leaf_needs)
+        aliases = [-1] * len(writes)
+        for i, w in enumerate(writes):
+            for k in range(i):
+                if w is not None and aliases[k] < 0 and writes[k] == w:
+                    if self.loop_shapes[k] == self.loop_shapes[i]:
+                        aliases[i] = k
+                        break
+        kernel = codegen.backward_kernel(self.spec, leaf_needs, tuple(aliases))
         routes = [
-            (i, j, pos, self.leaf_shapes[i])
+            (j, pos, self.leaf_shapes[i], i if aliases[i] < 0 else aliases[i])
             for i, ((j, pos), n) in enumerate(zip(self.sources, leaf_needs, strict=True))
             if n
         ]
         calls = [(positions, tuple(needs[p] for p in positions)) for _, _, positions in self.calls]
         return kernel, routes, calls
 
-    def backward(self, g, saved, needs):
-        """Gradients for the node's inputs, given which of them need one."""
+    def backward(self, g, saved, needs, into=None):
+        """Gradients for the node's inputs, given which of them need one. into: {input
+        position: a zeroed array} to receive that input's gradient instead of a new one."""
         leaves, scratch, out, fns = saved
         plan = self._backward.get(needs)
         if plan is None:
             plan = self._backward[needs] = self._backward_plan(needs)
         kernel, routes, calls = plan
         dtype = self.dtype
-        grads = [np.zeros(self.loop_shapes[i], dtype=dtype) for i, _, _, _ in routes]
+        arrays = {}
+        for _, pos, _, home in routes:
+            if home not in arrays:
+                arrays[home] = None
+            if into is not None and pos in into:
+                arrays[home] = into[pos].reshape(self.loop_shapes[home])
+        for home, a in arrays.items():
+            if a is None:
+                arrays[home] = np.zeros(self.loop_shapes[home], dtype=dtype)
         gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.out_slots), self.R, self.C)
-        kernel(self.R, self.C, out, scratch, *leaves, *grads, gout)
+        kernel(self.R, self.C, out, scratch, *leaves, *arrays.values(), gout)
 
         result = [None] * len(needs)
         made = [None] * len(fns)
-        for (_, j, pos, shape), grad in zip(routes, grads, strict=True):
-            grad = grad.reshape(shape)
+        for j, pos, shape, home in routes:
+            grad = arrays[home].reshape(shape)
             if j is None:
                 result[pos] = grad
             else:  # a prologue output read as several leaves gets their sum
