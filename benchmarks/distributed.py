@@ -59,8 +59,8 @@ def _model(H, layers):
     return LanguageModel(V, E, H, num_layers=layers, cell="lstm")
 
 
-def worker_train(H, layers, steps, overlap, batch):
-    """Time `steps` training steps; rank 0 prints one JSON line."""
+def worker_train(H, layers, steps, overlap, batch, warmup=3):
+    """Time `steps` training steps after `warmup`; rank 0 prints one JSON line."""
     import minigrad as mg
     import minigrad.distributed as dist
     import minigrad.nn as nn
@@ -75,12 +75,13 @@ def worker_train(H, layers, steps, overlap, batch):
     local = batch // world
     data = np.random.default_rng(dist.get_rank()).integers(0, V, size=(local, T * 4 + 1))
     state, times, phases = None, [], {"forward": [], "backward": [], "sync": [], "update": []}
+    cpu = []  # per step: this process's CPU time (its cost on a core of its own)
     ddp_time = []  # per step: this rank's DDP time on the critical path
-    for step in range(steps + 3):  # 3 warm-up steps
+    for step in range(steps + warmup):
         k = step % 4
         x, y = data[:, k * T : (k + 1) * T].T, data[:, k * T + 1 : (k + 1) * T + 1].T
         before = (ddp.stats["launch_seconds"] + ddp.stats["wait_seconds"]) if ddp else 0.0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         logits, state = (ddp or model)(mg.tensor(x), state)
         loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
         t1 = time.perf_counter()
@@ -94,8 +95,9 @@ def worker_train(H, layers, steps, overlap, batch):
         opt.step()
         state = detach_state(state)
         t4 = time.perf_counter()
-        if step >= 3:
+        if step >= warmup:
             times.append(t4 - t0)
+            cpu.append(time.process_time() - c0)
             for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phases[name].append(dt)
             if ddp:
@@ -115,12 +117,18 @@ def worker_train(H, layers, steps, overlap, batch):
                     "overlap": bool(ddp and ddp.overlap),
                     "batch": batch,
                     "step_ms": 1e3 * med(times),
+                    "cpu_ms": 1e3 * med(cpu),
                     "tokens_per_s": batch * T / med(times),
                     "phases_ms": {k: 1e3 * med(v) for k, v in phases.items()},
                     "ddp_ms": 1e3 * float(np.median(comm)),
                     "ddp_ms_rank0": 1e3 * med(ddp_time) if ddp_time else 0.0,
                     "bucket_bytes": ddp.bucket_sizes if ddp else [],
                     "finished_in_backward": ddp.stats["finished_in_backward"] if ddp else 0,
+                    "overlapped_bytes_share": (
+                        ddp.stats["bytes_done_in_backward"] / ddp.stats["bytes_reduced"]
+                        if ddp
+                        else 0.0
+                    ),
                 }
             ),
             flush=True,
@@ -141,7 +149,7 @@ def worker_allreduce(sizes, repeat):
             t0 = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
             times.append(time.perf_counter() - t0)
-        out[size] = 1e3 * statistics.median(times[2:])
+        out[size] = [1e3 * min(times[2:]), 1e3 * statistics.median(times[2:])]
     if comm.Get_rank() == 0:
         print(json.dumps({"allreduce_ms": out}), flush=True)
 
@@ -149,7 +157,7 @@ def worker_allreduce(sizes, repeat):
 def worker_batches(H, steps, batches):
     """One process: step time at each per-rank batch."""
     for b in batches:
-        worker_train(H, 1, steps, False, b)
+        worker_train(H, 1, steps, False, b, warmup=1)
 
 
 # ----- the driver ---------------------------------------------------------------------------
@@ -210,6 +218,47 @@ def paper(step_ms_by_batch, buckets):
     return rows
 
 
+CONFIGS = {  # name: (LSTM layers, overlap, ranks, BLAS threads)
+    "1 rank x 2 threads": (1, "on", 1, 2),
+    "1 rank x 1 thread": (1, "on", 1, 1),
+    "2 ranks x 1 thread, overlap": (1, "on", 2, 1),
+    "2 ranks x 1 thread, after": (1, "off", 2, 1),
+    "2 layers: 1 rank x 1 thread": (2, "on", 1, 1),
+    "2 layers: 2 ranks, overlap": (2, "on", 2, 1),
+    "2 layers: 2 ranks, after": (2, "off", 2, 1),
+}
+
+
+def measure_runs(steps, rounds):
+    """Every configuration `rounds` times, interleaved so that machine noise hits all alike;
+    per configuration the run with the median step time, and the median DDP time."""
+    results = {name: [] for name in CONFIGS}
+    for _ in range(rounds):
+        for name, (layers, overlap, ranks, threads) in CONFIGS.items():
+            job = ["train", 256, layers, steps, overlap, B]
+            results[name].append(_launch(job, ranks=ranks, threads=threads)[0])
+    runs = {}
+    for name, rs in results.items():
+        runs[name] = sorted(rs, key=lambda r: r["step_ms"])[len(rs) // 2]
+        runs[name]["ddp_ms"] = statistics.median(r["ddp_ms"] for r in rs)
+        r = runs[name]
+        line = f"{r['step_ms']:8.1f} ms/step (CPU {r['cpu_ms']:6.1f})"
+        line += f" {r['tokens_per_s']:9,.0f} tokens/s, DDP {r['ddp_ms']:6.2f} ms"
+        print(f"  {name:30s} {line}", flush=True)
+    return runs
+
+
+def measure_batches(steps, batches):
+    """Per H: one rank's step at each per-rank batch, wall and CPU ms."""
+    out = {}
+    for H in (256, 1024):
+        rows = _launch(["batches", H, max(2, steps // 4) if H == 1024 else steps, *batches])
+        out[H] = {r["batch"]: {"wall": r["step_ms"], "cpu": r["cpu_ms"]} for r in rows}
+        cells = [f"b={b} {t['cpu']:.0f}" for b, t in out[H].items()]
+        print(f"  H={H}, CPU ms: " + ", ".join(cells), flush=True)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -221,16 +270,6 @@ def main():
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.readme_only:
-        from readme_section import write_section
-
-        out = json.loads(RESULTS.read_text())
-        out["step_ms_by_batch"] = {
-            int(H): {int(b): t for b, t in row.items()}
-            for H, row in out["step_ms_by_batch"].items()
-        }
-        write_section(SECTION, readme_body(out))
-        return
     if args.worker:
         kind, *rest = args.worker
         if kind == "train":
@@ -241,69 +280,42 @@ def main():
         else:
             worker_batches(int(rest[0]), int(rest[1]), [int(b) for b in rest[2:]])
         return
+    from readme_section import write_section
+
+    if args.readme_only:
+        out = json.loads(RESULTS.read_text())
+        out["by_batch"] = {
+            int(H): {int(b): t for b, t in row.items()} for H, row in out["by_batch"].items()
+        }
+        write_section(SECTION, readme_body(out))
+        return
     steps = args.steps or (3 if args.quick else 20)
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "steps": steps}
     out["load_before"] = os.getloadavg()
-
-    print("char-LM H=256: 1 rank x 2 threads, 1 rank x 1 thread, 2 ranks x 1 thread", flush=True)
-    configs = {  # name: (layers, overlap, ranks, BLAS threads)
-        "1 rank x 2 threads": (1, "on", 1, 2),
-        "1 rank x 1 thread": (1, "on", 1, 1),
-        "2 ranks x 1 thread, overlap": (1, "on", 2, 1),
-        "2 ranks x 1 thread, after": (1, "off", 2, 1),
-        "2 layers: 1 rank x 1 thread": (2, "on", 1, 1),
-        "2 layers: 2 ranks, overlap": (2, "on", 2, 1),
-        "2 layers: 2 ranks, after": (2, "off", 2, 1),
-    }
-    rounds = {name: [] for name in configs}
-    for _ in range(1 if args.quick else ROUNDS):  # interleaved, so that noise hits all alike
-        for name, (layers, overlap, ranks, threads) in configs.items():
-            job = ["train", 256, layers, steps, overlap, B]
-            rounds[name].append(_launch(job, ranks=ranks, threads=threads)[0])
-    runs = []
-    for name, results in rounds.items():
-        middle = sorted(results, key=lambda r: r["step_ms"])[len(results) // 2]
-        middle["ddp_ms"] = statistics.median(r["ddp_ms"] for r in results)
-        runs.append((name, middle))
-    out["runs"] = dict(runs)
-    for name, r in runs:
-        print(f"  {name:30s} {r['step_ms']:8.1f} ms/step {r['tokens_per_s']:9,.0f} tokens/s "
-              f"DDP {r['ddp_ms']:6.2f} ms", flush=True)  # fmt: skip
-
-    sizes = sorted(
-        {
-            gradient_bytes(256),
-            gradient_bytes(1024),
-            *out["runs"]["2 ranks x 1 thread, overlap"]["bucket_bytes"],
-        }
-    )
-    print("MPI_Allreduce on 2 ranks:", flush=True)
-    out["allreduce_ms"] = _launch(["allreduce", *sizes, 5 if args.quick else 30], ranks=2)[0][
-        "allreduce_ms"
-    ]
-    for size, ms in out["allreduce_ms"].items():
-        print(f"  {int(size):>10,d} bytes {ms:8.3f} ms", flush=True)
-
+    print("char-LM, H=256, global batch 32:", flush=True)
+    out["runs"] = measure_runs(steps, 1 if args.quick else ROUNDS)
+    sizes = sorted({gradient_bytes(256), gradient_bytes(1024), *_buckets_of(out["runs"])})
+    print("MPI_Allreduce on 2 ranks, min and median ms:", flush=True)
+    job = ["allreduce", *sizes, 5 if args.quick else 30]
+    out["allreduce_ms"] = _launch(job, ranks=2)[0]["allreduce_ms"]
+    for size, (low, mid) in out["allreduce_ms"].items():
+        print(f"  {int(size):>10,d} bytes {low:8.3f} {mid:8.3f}", flush=True)
     print("one rank, step time against the per-rank batch:", flush=True)
-    by_batch = {}
-    for H in (256, 1024):
-        batches = (1, 32) if args.quick else BATCHES
-        rows = _launch(["batches", H, max(2, steps // 4) if H == 1024 else steps, *batches])
-        by_batch[H] = {r["batch"]: r["step_ms"] for r in rows}
-        print(f"  H={H}: " + ", ".join(f"b={b} {t:.0f} ms" for b, t in by_batch[H].items()))
-    out["step_ms_by_batch"] = by_batch
-    buckets = {H: bucket_count(H) for H in by_batch}
-    out["paper"] = paper(by_batch, buckets)
+    out["by_batch"] = measure_batches(steps, (1, 32) if args.quick else BATCHES)
+    cpu = {H: {b: t["cpu"] for b, t in row.items()} for H, row in out["by_batch"].items()}
+    out["paper"] = paper(cpu, {H: bucket_count(H) for H in cpu})
     out["load_after"] = os.getloadavg()
     if args.quick:
         print(json.dumps(out["paper"][:2], indent=1))
         return
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    from readme_section import write_section
-
     write_section(SECTION, readme_body(out))
     print(f"wrote {RESULTS.relative_to(ROOT)} and the README section")
+
+
+def _buckets_of(runs):
+    return runs["2 ranks x 1 thread, overlap"]["bucket_bytes"]
 
 
 def _table(headers, rows) -> str:
@@ -311,6 +323,14 @@ def _table(headers, rows) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
+RUN_HEADERS = (
+    "configuration",
+    "ms/step",
+    "CPU ms/step",
+    "tokens/s",
+    "allreduce bytes/step",
+    "DDP ms/step",
+)
 PAPER_HEADERS = (
     "model",
     "network",
@@ -341,21 +361,30 @@ def readme_body(out) -> str:
     deep, deep_after = runs["2 layers: 2 ranks, overlap"], runs["2 layers: 2 ranks, after"]
 
     def hidden(on, off):
-        return f"{100 * (1 - on['ddp_ms'] / off['ddp_ms']):.0f}%" if off["ddp_ms"] > 0 else "-"
+        share = 1 - on["ddp_ms"] / off["ddp_ms"] if off["ddp_ms"] > 0 else float("nan")
+        by_bytes = 100 * on["overlapped_bytes_share"]
+        return f"{100 * share:.0f}% of the time, {by_bytes:.0f}% of the bytes"
 
     run_rows = [
         (
             name,
             f"{r['step_ms']:.1f}",
+            f"{r['cpu_ms']:.1f}",
             f"{r['tokens_per_s']:,.0f}",
             f"{sum(r['bucket_bytes']):,}" if r["bucket_bytes"] else "-",
             f"{r['ddp_ms']:.2f}" if r["world"] > 1 else "-",
         )
         for name, r in runs.items()
     ]
-    allreduce_rows = [(f"{int(n):,}", f"{ms:.3f}") for n, ms in out["allreduce_ms"].items()]
-    by_batch = out["step_ms_by_batch"]
-    batch_rows = [(f"H={H}",) + tuple(f"{by_batch[H][b]:.0f}" for b in BATCHES) for H in by_batch]
+    allreduce_rows = [
+        (f"{int(n):,}", f"{low:.3f}", f"{mid:.3f}") for n, (low, mid) in out["allreduce_ms"].items()
+    ]
+    by_batch = out["by_batch"]
+    batch_rows = [
+        (f"H={H}, {kind}",) + tuple(f"{by_batch[H][b][kind]:.0f}" for b in BATCHES)
+        for H in by_batch
+        for kind in ("cpu", "wall")
+    ]
     paper_rows = [
         (
             f"H={r['H']} ({gradient_bytes(r['H']) / 1e6:.1f} MB)",
@@ -364,48 +393,53 @@ def readme_body(out) -> str:
             f"{r['allreduce_ms']:.1f}",
             f"{100 * r['efficiency_b32']:.0f}%",
             f"{r['min_global_batch_90']:,}" if r["min_global_batch_90"] else
-            f"never (at most {100 * r['max_efficiency']:.0f}%)",
+            f"none up to {64 * r['p']:,} (at most {100 * r['max_efficiency']:.0f}%)",
         )
         for r in out["paper"]
     ]  # fmt: skip
     load = ", ".join(f"{x:.1f}" for x in out["load_before"])
     return f"""{SECTION}
 
-`python benchmarks/distributed.py` (about 5 minutes) measured everything below on this
-project's machine ({out["machine"]}; load average {load} when it started: other jobs shared
-the cores, so compare rows of one run, not with other sections): each configuration
-{ROUNDS} times, interleaved, {out["steps"]} timed steps each after 3 of warm-up (per run
-the median step; below, the run with the median of those, and the median of the runs'
-DDP times), and wrote `benchmarks/results/distributed.json`.
+`python benchmarks/distributed.py` measured everything below on this project's machine
+({out["machine"]}), with every configuration run {ROUNDS} times, interleaved, {out["steps"]}
+timed steps each after 3 of warm-up; shown is the run with the median step time, and the
+median of the runs' DDP times. It writes `benchmarks/results/distributed.json` and this
+section (`--readme-only` rewrites the section from the JSON). Load average when it started:
+{load} (other jobs shared the two cores: the wall times carry their noise; a process's CPU
+time per step is what the step costs on a core of its own).
 
 **The char-LM step data-parallel** (H=256, global batch 32 streams x 64 characters, float32,
 Adam, clipping; 2 ranks read 16 streams each). "DDP ms" is the time DistributedDataParallel
 keeps a step waiting (copying gradients into its buckets, starting the allreduces, waiting
-for them), taken per step on the rank that finished backward last (the others also wait for
+for them), per step on the rank that finished backward last (the other one also waits for
 it, which is imbalance, not communication):
 
-{_table(["configuration", "ms/step", "tokens/s", "allreduce bytes/step", "DDP ms/step"], run_rows)}
+{_table(RUN_HEADERS, run_rows)}
 
+2 ranks x 1 thread against 1 rank x 1 thread: {one["step_ms"] / two["step_ms"]:.2f}x the
+throughput (the two ranks use the two cores that one rank with two OpenBLAS threads uses).
 Gradients travel in {len(two["bucket_bytes"])} buckets of
-{", ".join(f"{b:,}" for b in two["bucket_bytes"])} bytes (1 MiB cap). Share of the
-communication hidden behind backward (1 - DDP time with the allreduces started by the
-post-accumulate hooks / DDP time with all of them after backward): **{hidden(two, after)}
-for the one-layer LSTM, {hidden(deep, deep_after)} for a two-layer one**. An LSTM's weights
-are used at every time step, so their gradients are complete only when BPTT reaches t=1,
-at the very end of backward: only the output layer's small bucket can travel while BPTT
-runs. With two layers the top layer is complete half-way, and its buckets overlap the bottom
-layer's BPTT. MPICH advances a non-blocking allreduce only inside MPI calls, which the
-hooks make (MPI_Testall) each time a gradient completes; MPICH's progress thread
-(MPIR_CVAR_ASYNC_PROGRESS=1) made steps 2-3x slower on these two shared cores.
+{", ".join(f"{b:,}" for b in two["bucket_bytes"])} bytes (1 MiB cap).
 
-On this machine the two ranks split the same two cores that one rank with two OpenBLAS
-threads uses; 2 ranks x 1 thread against 1 rank x 1 thread is {one["step_ms"] / two["step_ms"]:.2f}x
-the throughput. MPI_Allreduce (sum, float32) between the 2 ranks through shared memory:
+**Communication hidden behind backward**, by time (1 - DDP time with the allreduces started
+by the post-accumulate hooks / DDP time with all of them after backward) and by bytes (the
+share whose allreduce had finished before backward produced its last gradient): one-layer
+LSTM {hidden(two, after)}; two-layer LSTM {hidden(deep, deep_after)}. An LSTM's weights are
+used at every time step, so their gradients are complete only when BPTT reaches the first
+step, at the very end of backward: with one layer only the output layer's small bucket can
+travel while BPTT runs. With two layers the top layer is complete half-way, and its
+buckets can travel during the bottom layer's BPTT. MPICH advances a non-blocking allreduce
+only inside MPI calls, which DDP's hooks make (MPI_Testall) whenever a gradient completes,
+so a large bucket launched mid-backward mostly moves when the next gradient completes or at
+the final wait. MPICH's progress thread (MPIR_CVAR_ASYNC_PROGRESS=1) made a two-layer step
+2-3x slower on these two shared cores (a spinning thread per rank), so it is not used.
 
-{_table(["bytes", "ms"], allreduce_rows)}
+MPI_Allreduce (sum, float32) between the 2 ranks through shared memory, 30 repetitions:
 
-**One rank's step time against its batch** (streams per rank, T=64, 1 thread), ms — the
-compute that communication must be small beside:
+{_table(["bytes", "min ms", "median ms"], allreduce_rows)}
+
+**One rank's step against its batch** (b streams, T=64, 1 thread; CPU and wall ms): the
+compute that communication must stay small beside.
 
 {_table(["model"] + [f"b={b}" for b in BATCHES], batch_rows)}
 
@@ -415,12 +449,12 @@ buckets pays 2(p-1) message latencies a:
 
     t_allreduce = 2 (p - 1) / p * n / bandwidth + 2 (p - 1) * a * k
 
-with n = 4 bytes x parameters ({gradient_bytes(256):,} bytes at H=256, {gradient_bytes(1024):,}
-at H=1024), k = 1 MiB buckets, a = 25 us for TCP over 10 GbE and 5 us over a 100 Gbit/s
-RDMA fabric (assumed, not measured), and no overlap (as measured for one layer).
-Efficiency = t_step(b) / (t_step(b) + t_allreduce) with b streams per machine, t_step
-measured above on one of this machine's cores; the global batch is p x b. The last column
-is the smallest global batch (b from the table above) that keeps the efficiency at 90% or
+n = 4 bytes per parameter ({gradient_bytes(256):,} bytes at H=256, {gradient_bytes(1024):,}
+at H=1024), k = DDP's 1 MiB buckets (3 and 4), a = 25 us for TCP over 10 GbE and 5 us over
+a 100 Gbit/s RDMA fabric (assumed, not measured), no overlap (the one-layer case above).
+Efficiency = t_step(b) / (t_step(b) + t_allreduce), with b streams per machine and t_step
+the CPU time per step measured above; the global batch is p x b. The last column is the
+smallest global batch p x b (b from the table above) at which efficiency is still 90% or
 more: below it, efficiency drops under 90%.
 
 {_table(PAPER_HEADERS, paper_rows)}

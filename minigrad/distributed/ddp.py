@@ -147,6 +147,8 @@ class DistributedDataParallel(Module):
             "wait_seconds": 0.0,  # waiting for allreduces to finish, copying back
             "reductions": 0,
             "finished_in_backward": 0,  # reductions completed by backward's hooks
+            "bytes_reduced": 0,
+            "bytes_done_in_backward": 0,  # reduced before backward's last gradient was ready
         }
         if self.overlap:
             for p in params:
@@ -168,6 +170,7 @@ class DistributedDataParallel(Module):
             return
         i = self._bucket_of[id(param)]
         self._ready[i].add(id(param))
+        earlier = self._next  # buckets already travelling before this gradient completed
         while self._next < len(self._buckets) and len(self._ready[self._next]) == len(
             self._buckets[self._next].params
         ):
@@ -175,6 +178,9 @@ class DistributedDataParallel(Module):
         started = [b.request for b in self._buckets[: self._next]]
         self._MPI.Request.Testall(started)  # MPI progresses only inside MPI calls
         if self._next == len(self._buckets):
+            # Backward's last gradient is here: what has already arrived was fully overlapped.
+            done = [b for b in self._buckets[:earlier] if b.request.Test()]
+            self.stats["bytes_done_in_backward"] += sum(b.nbytes for b in done)
             self._finish()
             self._reduced_in_backward = True
             self.stats["finished_in_backward"] += 1
@@ -194,6 +200,7 @@ class DistributedDataParallel(Module):
         self._reset()
         self.stats["wait_seconds"] += time.perf_counter() - t0
         self.stats["reductions"] += 1
+        self.stats["bytes_reduced"] += sum(self.bucket_sizes)
 
     def _in_progress(self) -> bool:
         return self._next > 0 or any(self._ready)
