@@ -53,7 +53,7 @@ def test_a_rank_that_raises_ends_the_job_naming_it():
     job = run_job(WORKERS / "faults.py", "raise", timeout=60)
     assert job.returncode != 0
     assert "rank 1 of 2" in job.output and "raised RuntimeError" in job.output, job.output
-    assert job.seconds < 20
+    assert job.seconds < 30
 
 
 def test_a_killed_rank_ends_the_job_and_its_pid_names_it():
@@ -62,7 +62,7 @@ def test_a_killed_rank_ends_the_job_and_its_pid_names_it():
     # The launcher reports the dead process by PID; rank 0's start-up line maps PIDs to ranks.
     assert f"PID {_pid_of(job.output, 1)} " in job.output, job.output
     assert "signal 9" in job.output or "EXIT CODE: 9" in job.output
-    assert job.seconds < 20
+    assert job.seconds < 30
 
 
 def test_a_rank_that_exits_early_is_named_by_the_rank_left_waiting():
@@ -70,14 +70,14 @@ def test_a_rank_that_exits_early_is_named_by_the_rank_left_waiting():
     assert job.returncode != 0
     assert "rank 0 of 2 waits in DistributedDataParallel's gradient allreduce" in job.output
     assert "for rank(s) [1], which left the program" in job.output, job.output
-    assert job.seconds < 20
+    assert job.seconds < 30
 
 
 def test_ranks_calling_different_collectives_get_an_error():
     job = run_job(WORKERS / "faults.py", "mismatch", timeout=60)
     assert job.returncode != 0
     assert "rank 0 called barrier(); rank 1 called all_reduce(op='sum') on 3 float64" in job.output
-    assert job.seconds < 20
+    assert job.seconds < 30
 
 
 def test_a_collective_called_on_one_rank_only_times_out_with_a_message():
@@ -85,7 +85,7 @@ def test_a_collective_called_on_one_rank_only_times_out_with_a_message():
     assert job.returncode != 0
     assert "rank 0 of 2 waited 2 s in barrier" in job.output, job.output
     assert "not every rank joined" in job.output
-    assert job.seconds < 20  # rank 1 would sleep 60 s: the abort ended it
+    assert job.seconds < 30  # rank 1 would sleep 60 s: the abort ended it
 
 
 def test_models_of_different_shapes_are_refused_on_every_rank():
