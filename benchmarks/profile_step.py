@@ -165,7 +165,7 @@ def profile(H, steps, fuse, scan=True):
     rows.append(("SGD update (NumPy)", update))
     # Python is what the timers left, less their own cost (calibrated on an empty function).
     python = total - arrays - update - sum(calls.values()) * _timer_cost()
-    rows.append(("Python: plan replay, nodes, views, engine (the rest)", python))
+    rows.append(("Python: the engine, plan replay, nodes, views (the rest)", python))
     return {
         "plain": float(plain.sum()),
         "total": total,
