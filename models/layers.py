@@ -81,10 +81,12 @@ class _RNNBase(nn.Module):
 
     gates = 1
     n_states = 1
-    # Fused and without lengths=, the time loop runs as one graph node (`Fused.scan`): the
-    # traced step's plan replayed on arrays, forward and backward. False replays the fused
-    # step as one node per time step instead (the path with lengths=).
+    # Fused, the time loop runs as one graph node (`Fused.scan`): the traced step's plan
+    # replayed on arrays, forward and backward. False replays the fused step as one node per
+    # time step instead. With lengths=, only if scan_padded: the node then masks the padded
+    # steps itself (no `where` nodes in the graph).
     scan = True
+    scan_padded = False
 
     def __init__(
         self,
@@ -259,13 +261,14 @@ class _RNNBase(nn.Module):
         # The input's share of every step's gates: one (T*B, in) @ (in, G*H) product.
         gi = F.linear(x, w_ih, self._input_bias(b_ih, b_hh))
         recurrent = self._recurrent(w_hh, b_hh)
-        if masks is None and self.fuse:
-            if self.scan:  # the whole loop as one node, if the step allows (fusion's scan)
-                result = self._fused_step.scan(gi, state, recurrent, reverse=d == 1)
-                if result is not None:
-                    return result
-            return self._fused_sequence(gi, d == 1, state, recurrent)
         hi = lo + x.shape[0]
+        if self.fuse and self.scan and (masks is None or self.scan_padded):  # one node
+            part = None if masks is None else masks[lo:hi]
+            result = self._fused_step.scan(gi, state, recurrent, reverse=d == 1, masks=part)
+            if result is not None:
+                return result
+        if masks is None and self.fuse:
+            return self._fused_sequence(gi, d == 1, state, recurrent)
         times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)
         outputs, state = self._unroll(gi, times, lo, state, recurrent, masks)
         return (mg.stack(outputs), *state)

@@ -778,7 +778,7 @@ OPTIONS = {  # layer arguments, lengths, whether to pass h0
 def test_layers_fuse_by_default():
     for make in LAYERS.values():
         layer = make()
-        assert layer.fuse is True and layer.scan is True
+        assert layer.fuse is True and layer.scan is True and layer.scan_padded is False
     assert LSTM(IN, H, fuse=False).fuse is False
 
 
@@ -805,7 +805,7 @@ def test_fused_layers_equal_unfused(kind, option, scan, default_float64, monkeyp
     kwargs, lengths, with_h0 = OPTIONS[option]
     mg.manual_seed(0)
     layer = LAYERS[kind](**kwargs)
-    layer.scan = scan
+    layer.scan = layer.scan_padded = scan
     rng = np.random.default_rng(19)
     x = rng.uniform(-1, 1, (T, 3, IN))
     L = layer.num_layers * layer.num_directions
@@ -822,9 +822,9 @@ def test_fused_layers_equal_unfused(kind, option, scan, default_float64, monkeyp
     fused, fused_grads, n_fused = _layer_run(layer, x, h0, lengths)
     # An RNN step is two elementwise ops (add, tanh or relu): fewer than fusion.MIN_OPS, so
     # its plan replays them as they are; the gated cells become one fused node per step. With
-    # scan and no lengths, each layer and direction is one Scan node running that plan.
+    # scan, each layer and direction (and checkpointed segment) is one Scan node running it.
     gated = kind not in ("rnn_tanh", "rnn_relu")
-    scanned = scan and lengths is None
+    scanned = scan  # lengths= too: the scan masks the padded steps
     if scanned:
         assert len(calls[fusion.Scan]) >= L and not calls[FusedOp]
     elif gated:

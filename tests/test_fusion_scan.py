@@ -15,6 +15,7 @@ import minigrad as mg
 import minigrad.nn as nn
 import minigrad.nn.functional as F
 from minigrad import fusion
+from minigrad.autograd import ProductGrad
 from models import LSTM
 from models.cells import gru_step, lstm_step
 
@@ -223,3 +224,43 @@ def test_retain_graph_keeps_the_steps_for_a_second_backward():
     once, again = (np.asarray(pullback(mg.ones(T, B, H, dtype=mg.float64))[0]) for _ in range(2))
     assert np.abs(once).max() > 0
     np.testing.assert_array_equal(once, again)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forwards", "backwards"])
+def test_masked_steps_keep_the_state_and_output_zero(reverse):
+    fused = mg.fuse(lstm)
+    xs, state, w = inputs("lstm", np.random.default_rng(10))
+    lengths = np.array([T, 1])  # sequence 1 ends after its first step
+    masks = [None if (lengths > t).all() else (lengths > t)[:, None] for t in range(T)]
+    masks[2] = np.zeros((B, 1), bool)  # a step where every sequence is padding
+    tensors = [xs, *state, w]
+    got = run(fused.scan(xs, state, w, reverse=reverse, masks=masks), tensors)
+
+    outs, st = [None] * T, state  # the loop the layers run with lengths=
+    for t in reversed(range(T)) if reverse else range(T):
+        if masks[t] is None:
+            st = lstm(xs[t], st, w)
+            outs[t] = st[0]
+        elif not masks[t].any():
+            outs[t] = mg.zeros_like(st[0])
+        else:
+            new = lstm(xs[t], st, w)
+            st = tuple(mg.where(masks[t], a, b) for a, b in zip(new, st, strict=True))
+            outs[t] = mg.where(masks[t], new[0], 0.0)
+    plain = run((mg.stack(outs), *st), tensors)
+    close(got[0] + got[1], plain[0] + plain[1], 1e-12)
+    assert not got[0][0][2].any() and not got[1][0][2].any()  # the skipped step
+
+
+def test_the_recurrent_weight_gradient_is_one_product_over_the_input_gradient():
+    # The LSTM kernel writes the one adjoint of `x + W_hh h` once; W_hh's T gradient terms
+    # then are the rows of x's gradient, and the node hands W_hh one product over T*B rows
+    # whose left factor is that (T, B, 4H) array itself (no copy of the T factors).
+    fused = mg.fuse(lstm)
+    xs, state, w = inputs("lstm", np.random.default_rng(11))
+    out = fused.scan(xs, state, w)[0]
+    node = out._node.inputs[0]
+    assert isinstance(node, fusion.Scan)
+    gx, _, _, gw = node.backward(np.ones((T + 2, B, H)))
+    assert type(gw) is ProductGrad and len(gw.lefts) == 1
+    assert gw.lefts[0].base is gx and gw.lefts[0].shape == (T * B, 4 * H)

@@ -78,11 +78,12 @@ class Fused:
             return self.fn(*args)
         return plan.run(flat)
 
-    def scan(self, xs, state, extra=None, reverse: bool = False):
+    def scan(self, xs, state, extra=None, reverse: bool = False, masks=None):
         """Run `state = fn(xs[t], state, extra)` for t over xs's first axis as one graph node
         (scan.py): (every step's state[0] stacked in time order, *the final state); None if
-        this function cannot be scanned (scan.reason), so the caller steps it itself."""
-        return scan(self, xs, tuple(state), extra, reverse)
+        this function cannot be scanned (scan_reason), so the caller steps it itself. masks:
+        per step None or a boolean array; where False, the state is kept and the output 0."""
+        return scan(self, xs, tuple(state), extra, reverse, masks)
 
     def explain(self, *args, kernels: bool = False) -> str:
         """The plan for these arguments as text (tracing them if no call has yet): its slots,

@@ -178,23 +178,17 @@ class FusedKernel:
         calls = [(positions, tuple(needs[p] for p in positions)) for _, _, positions in self.calls]
         return kernel, routes, calls
 
-    def backward(self, g, saved, needs, into=None):
-        """Gradients for the node's inputs, given which of them need one. into: {input
-        position: a zeroed array} to receive that input's gradient instead of a new one."""
+    def backward(self, g, saved, needs):
+        """Gradients for the node's inputs, given which of them need one."""
         leaves, scratch, out, fns = saved
         plan = self._backward.get(needs)
         if plan is None:
             plan = self._backward[needs] = self._backward_plan(needs)
         kernel, routes, calls = plan
         dtype = self.dtype
-        arrays = {}
-        for _, pos, _, home in routes:
+        arrays = {}  # one zeroed array per leaf gradient the loop writes, in the kernel's order
+        for _, _, _, home in routes:
             if home not in arrays:
-                arrays[home] = None
-            if into is not None and pos in into:
-                arrays[home] = into[pos].reshape(self.loop_shapes[home])
-        for home, a in arrays.items():
-            if a is None:
                 arrays[home] = np.zeros(self.loop_shapes[home], dtype=dtype)
         gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.out_slots), self.R, self.C)
         kernel(self.R, self.C, out, scratch, *leaves, *arrays.values(), gout)

@@ -11,7 +11,15 @@ the kernels' generated backward loops: a small reverse-mode engine over the plan
 What leaves the node: the gradient of xs as one (T, ...) array; of the initial state; and of
 each weight the step reads (an argument or a captured tensor), summed over the T steps. A
 weight's T terms from a matrix product stay factors (autograd.ProductGrad) and become one
-product over T*B rows, as the engine does for the unrolled graph.
+product over T*B rows, as the engine does for the unrolled graph. When the step's kernel
+writes the same adjoint for x_t and a matmul's output (the LSTM's `x_t + W_hh h`), that product's
+left factor is x's (T, ...) gradient itself. Activations are released step by step as backward
+passes them (unless the graph is retained), and x's gradient is assembled after the loop, so
+the node's backward peaks no higher than the unrolled graph's.
+
+With masks (padded batches: per step None, or a boolean array that is False where a sequence
+has ended), a masked step carries the state unchanged where the mask is False and outputs zero
+there, as `where(mask, new, old)` after the step would; a step masked everywhere is skipped.
 
 A step is scanned when it maps (x_t, state) to a state of the same shapes and dtype (which
 all states share), its trace holds no op whose NumPy-array argument a trace would freeze, and
@@ -58,8 +66,16 @@ def _ins(step) -> tuple:
     return step.ins if type(step) is Op else step.input_slots
 
 
-def _at(a: np.ndarray) -> tuple:
-    return a.__array_interface__["data"][0], a.shape
+def _whole(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a and b are both the whole of one contiguous buffer (the same numbers)."""
+    root = b if b.base is None else b.base
+    return (
+        (a if a.base is None else a.base) is root
+        and a.size == b.size == root.size
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+        and root.flags.c_contiguous
+    )
 
 
 def _joined(grad, rows: list, gx: np.ndarray, times):
@@ -70,7 +86,7 @@ def _joined(grad, rows: list, gx: np.ndarray, times):
         return grad
     for left, t in zip(grad.lefts, times, strict=True):
         row = rows[t]
-        if type(row) is not np.ndarray or left.size != row.size or _at(left)[0] != _at(row)[0]:
+        if type(row) is not np.ndarray or not _whole(left, row):
             return grad
     order = sorted(range(len(times)), key=lambda k: times[k])
     joined = ProductGrad(gx.reshape(-1, gx.shape[-1]), None)
@@ -203,12 +219,15 @@ def scan_reason(step, xs, state, extra=None) -> str | None:
     return reason(_prepare(step, xs, tuple(state), extra)[1], len(state))
 
 
-def scan(step, xs, state, extra, reverse: bool = False):
+def scan(step, xs, state, extra, reverse: bool = False, masks=None):
     """(outputs (T, *S), *final state) of `state = step(xs[t], state, extra)` over t, as one
     graph node, or None when the step cannot be scanned (then run it step by step).
 
     step: an mg.fuse function of (x_t, state tuple, extra); xs: (T, ...); state: a tuple of
     tensors of one shape S; extra: a tensor or a tuple of tensors (the weights), or None.
+    masks: None, or per time step None (every sequence valid) or a boolean array that
+    broadcasts against S (a padded batch): where it is False the state is carried unchanged
+    and the output is zero; a step where it is False everywhere is not computed.
     """
     if autograd.is_tracing() or autograd._state.forward is not None:
         return None
@@ -224,7 +243,9 @@ def scan(step, xs, state, extra, reverse: bool = False):
         any_state = any(t._requires_grad for t in [xs, *state]) or any(fixed)
         requires = (xs._requires_grad, *[any_state] * S, *fixed)
     program = _program(plan, S, requires)
-    y = Scan.apply(*inputs, *captured, program=program, T=T, reverse=bool(reverse))
+    if masks is not None and all(m is None for m in masks):
+        masks = None
+    y = Scan.apply(*inputs, *captured, program=program, T=T, reverse=bool(reverse), masks=masks)
     node = y._node
     if node is not None:  # the version guards are taken: keep only what backward reads
         node.saved = node.saved[0]
@@ -236,7 +257,7 @@ class Scan(Function):
     tensors its plan captured; its output stacks every step's first state (T rows, in time
     order) and then the final states."""
 
-    def forward(self, *arrays, program=None, T=0, reverse=False):
+    def forward(self, *arrays, program=None, T=0, reverse=False, masks=None):
         S, n = program.n_states, program.plan.n_args
         xs, state, fixed = arrays[0], list(arrays[1 : 1 + S]), list(arrays[1 + S : n])
         base = [None] * len(program.shapes)
@@ -247,18 +268,26 @@ class Scan(Function):
         saved = [None] * T
         outs = program.out_slots
         for t in range(T - 1, -1, -1) if reverse else range(T):
+            m = None if masks is None else masks[t]
+            if m is not None and not m.any():  # every sequence has ended: nothing to compute
+                y[t] = 0
+                continue
             env = base[:]
             env[0] = xs[t]
             env[1 : 1 + S] = state
             env[1 + S : n] = fixed
             saved[t] = program.forward(env, save)
+            if m is not None:  # padded sequences keep their state and output zero
+                y[t] = np.where(m, env[outs[0]], 0)
+                state = [np.where(m, env[s], old) for s, old in zip(outs, state, strict=True)]
+                continue
             state = [env[s] for s in outs]
             y[t] = state[0]
             state[0] = y[t]  # what the next step saves is then a view of y, not of a kernel's
             # stacked outputs: those are freed step by step in backward
         for i, s in enumerate(state):
             y[T + i] = s
-        self.program, self.T, self.reverse = program, T, reverse
+        self.program, self.T, self.reverse, self.masks = program, T, reverse, masks
         if save:
             # With the inputs and output beside the steps' records, so that apply's version
             # guards cover them; scan() then drops them, keeping the records only.
@@ -279,13 +308,23 @@ class Scan(Function):
         weights = list(range(1 + S, n)) + program.captured
         outs = program.out_slots
         times = range(T) if self.reverse else range(T - 1, -1, -1)
+        masks = self.masks
         for t in times:
-            carry[0] = carry[0] + g[t]  # a new array: the only one the step may write into
+            m, kept = None if masks is None else masks[t], None
+            if m is None:  # a new array: the only one the step may write into
+                top = [carry[0] + g[t], *carry[1:]]
+            elif not m.any():  # not computed: the state passed through, the output was zero
+                continue
+            else:  # the step's results reach the valid sequences; the rest carry on
+                top = [np.where(m, c, 0) for c in carry]
+                top[0] += np.where(m, g[t], 0)
+                kept = [np.where(m, 0, c) for c in carry]
             if program.distinct_outs:
-                grads, mine = dict(zip(program.out_slots, carry, strict=True)), {outs[0]}
+                grads = dict(zip(outs, top, strict=True))
+                mine = {outs[0]} if m is None else set(outs)
             else:
                 grads, mine = {}, set()
-                for s, c in zip(outs, carry, strict=True):
+                for s, c in zip(outs, top, strict=True):
                     _add(grads, mine, s, c)
             grads = program.backward(grads, steps[t], mine)
             if release:  # this step's activations, as soon as they are used
@@ -295,7 +334,8 @@ class Scan(Function):
             carry = []
             for i in range(S):
                 c = grads.pop(1 + i, None)
-                carry.append(np.zeros_like(g[T]) if c is None else _dense(c))
+                c = np.zeros_like(g[T]) if c is None else _dense(c)
+                carry.append(c if kept is None else c + kept[i])
             for s in weights:
                 c = grads.pop(s, None)
                 if c is not None:
