@@ -264,3 +264,16 @@ def test_the_recurrent_weight_gradient_is_one_product_over_the_input_gradient():
     gx, _, _, gw = node.backward(np.ones((T + 2, B, H)))
     assert type(gw) is ProductGrad and len(gw.lefts) == 1
     assert gw.lefts[0].base is gx and gw.lefts[0].shape == (T * B, 4 * H)
+
+
+def test_a_captured_tensor_that_changed_shape_is_refused():
+    fused = mg.fuse(peephole)
+    xs, state, w = inputs("peephole", np.random.default_rng(12))
+    fused.scan(xs, state, w)
+    kept = PEEP.data
+    try:
+        PEEP.data = np.zeros(H + 1)
+        with pytest.raises(RuntimeError, match="captured changed shape from"):
+            fused.scan(xs, state, w)
+    finally:
+        PEEP.data = kept

@@ -22,9 +22,9 @@ has ended), a masked step carries the state unchanged where the mask is False an
 there, as `where(mask, new, old)` after the step would; a step masked everywhere is skipped.
 
 A step is scanned when it maps (x_t, state) to a state of the same shapes and dtype (which
-all states share), its trace holds no op whose NumPy-array argument a trace would freeze, and
-neither forward mode (mg.jvp) nor another trace is active; otherwise `scan` returns None and
-the caller runs the steps one by one (`reason` says why).
+all states share) and neither forward mode (mg.jvp) nor another trace is active; otherwise
+`scan` returns None and the caller runs the steps one by one (`scan_reason` says why). What
+mg.fuse refuses to trace (an op taking a NumPy array) raises here as there.
 """
 
 from __future__ import annotations
@@ -237,6 +237,12 @@ def scan(step, xs, state, extra, reverse: bool = False, masks=None):
         return None
     inputs = [xs, *state, *flat[1 + S :]]
     captured = [t for _, t, _ in plan.externals]
+    for _, t, shape in plan.externals:  # the kernels index them without bounds checks
+        if t.data.shape != shape:
+            raise RuntimeError(
+                f"mg.fuse({plan.name}): a tensor the function captured changed shape from "
+                f"{shape} to {t.data.shape} since it was traced"
+            )
     requires = ()
     if autograd.is_grad_enabled():
         fixed = [t._requires_grad for t in flat[1 + S :] + captured]
