@@ -18,22 +18,19 @@ it; a call that needs MPI without mpi4py installed raises an ImportError naming 
             mg.save(...)                                  # only rank 0 writes
 
 - group: init_process_group, get_rank, get_world_size, is_initialized, is_available,
-  barrier, all_reduce, broadcast, all_gather, all_gather_rows, is_main_process,
-  rank_zero_only, destroy_process_group; failures end the job naming the rank.
+  is_main_process, rank_zero_only, destroy_process_group; failures end the job naming the
+  rank.
+- collectives: barrier, all_reduce, broadcast, all_gather, all_gather_rows.
 - ddp: DistributedDataParallel (bucketed allreduce overlapping backward).
 - sync: broadcast_parameters, check_same_layout, check_parameters_in_sync.
 - sampler: DistributedSampler (by epoch, every example once), StreamSharder (token streams).
 """
 
 from ._mpi import launched_by_mpi
+from .collectives import all_gather, all_gather_rows, all_reduce, barrier, broadcast
 from .ddp import DistributedDataParallel
 from .group import (
     DistributedError,
-    all_gather,
-    all_gather_rows,
-    all_reduce,
-    barrier,
-    broadcast,
     destroy_process_group,
     get_rank,
     get_world_size,

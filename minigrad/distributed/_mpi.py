@@ -7,9 +7,14 @@ call that needs MPI imports it here, or raises an ImportError that names the ext
 import os
 
 # Set by the launchers this module knows: MPICH's Hydra (and Intel MPI) and Slurm's PMI set
-# PMI_SIZE, Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx-based launchers set PMIX_RANK.
-_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
-_LAUNCHER_VARIABLES = _LAUNCHER_SIZE_VARIABLES + ("PMI_RANK", "PMIX_RANK")
+# PMI_RANK and PMI_SIZE, Open MPI sets OMPI_COMM_WORLD_SIZE, PMIx-based launchers PMIX_RANK.
+_LAUNCHER_VARIABLES = (
+    "PMI_SIZE",
+    "PMI_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+    "PMIX_RANK",
+)
 
 # pip's name for this project ([project] name in pyproject.toml; a test keeps them equal).
 DISTRIBUTION = "minigrad-rnn"
@@ -36,15 +41,6 @@ def is_available() -> bool:
 def launched_by_mpi() -> bool:
     """True if an MPI launcher (mpiexec, mpirun, srun) started this process."""
     return any(name in os.environ for name in _LAUNCHER_VARIABLES)
-
-
-def launcher_world_size() -> int:
-    """The number of processes the launcher started, from its environment (1 if none)."""
-    for name in _LAUNCHER_SIZE_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 1
 
 
 def mpi():

@@ -1,17 +1,14 @@
-"""The process group: who this process is among the ranks, and collectives that never hang.
+"""The process group: who this process is among the ranks, and waits that never hang.
 
-Names follow `torch.distributed`. MPI moves every byte: collectives are mpi4py's
-buffer-interface calls on NumPy arrays (upper-case `Iallreduce`, `Ibcast`, ...), nothing is
-pickled. Three things are added on top of MPI, all about failures:
+Names follow `torch.distributed`. MPI moves every byte: mpi4py's buffer-interface calls on
+NumPy arrays (upper-case `Iallreduce`, `Ibcast`, ...), nothing pickled. Three things are
+added on top of MPI, all about failures:
 
 - Every wait polls its request with a deadline (`timeout`, default 600 s, or the environment
   variable MINIGRAD_DIST_TIMEOUT), so a collective that some rank never calls ends in an
   error naming the waiting rank and the collective instead of a silent hang. MPI itself
   cannot tell a slow peer from an absent one; the deadline is the detection.
-- Each user-level collective (barrier, all_reduce, broadcast, all_gather) first exchanges a
-  small fingerprint (which collective, dtype, size, root) with an allgather, so ranks that
-  call different collectives at the same point get a clear error on every rank instead of
-  MPI silently matching, say, one rank's broadcast with another's allreduce.
+- The user-level collectives (collectives.py) check that all ranks call the same one.
 - A rank that raises an uncaught exception prints it with its rank and aborts the whole job
   (MPI_Abort), and a rank that leaves the program (sys.exit, or the end of its script) tells
   the others, so a peer still waiting for it stops within a second naming it. A rank killed
@@ -40,7 +37,6 @@ _DEPART_TAG = 7  # on the control communicator: "this rank has left the program"
 _GRACE = 1.0  # seconds a started collective may still finish after a peer left
 _ABORT_DELAY = 0.3  # seconds between printing why and MPI_Abort
 _SPIN = 0.05  # seconds of busy polling (MPI progresses only inside MPI calls) before sleeping
-_OPS = ("sum", "mean", "max", "min")
 
 
 class DistributedError(RuntimeError):
@@ -174,15 +170,18 @@ def _abort(message: str) -> None:
 
 def _announce() -> None:
     """One line from rank 0 mapping ranks to PIDs and hosts (a killed rank is named by PID)."""
-    pids = all_gather(np.array([os.getpid()], np.int64)).ravel()
-    name = np.zeros(64, np.uint8)
+    group = _group
+    mine = np.zeros(9, np.int64)  # the PID, then the host name's first 64 bytes
+    mine[0] = os.getpid()
     host = socket.gethostname().encode()[:64]
-    name[: len(host)] = np.frombuffer(host, np.uint8)
-    hosts = [bytes(row).rstrip(b"\0").decode() for row in all_gather(name)]
-    if _group.rank == 0:
-        pairs = enumerate(zip(pids, hosts, strict=True))
+    mine.view(np.uint8)[8 : 8 + len(host)] = np.frombuffer(host, np.uint8)
+    table = np.empty((group.size, 9), np.int64)
+    wait([group.comm.Iallgather(mine, table)], "the start-up")
+    if group.rank == 0:
+        hosts = [bytes(row[1:].view(np.uint8)).rstrip(b"\0").decode() for row in table]
+        pairs = enumerate(zip(table[:, 0], hosts, strict=True))
         ranks = ", ".join(f"{r}: pid {p} on {h}" for r, (p, h) in pairs)
-        print(f"minigrad.distributed: {_group.size} ranks ({ranks})", file=sys.stderr, flush=True)
+        print(f"minigrad.distributed: {group.size} ranks ({ranks})", file=sys.stderr, flush=True)
 
 
 # ----- who am I --------------------------------------------------------------------------------
@@ -263,127 +262,3 @@ def wait(requests, what: str) -> None:
                     "behind (raise the limit with init_process_group(timeout=...) or "
                     "MINIGRAD_DIST_TIMEOUT)"
                 )
-
-
-# ----- user-level collectives ---------------------------------------------------------------
-def _buffer(array):
-    """The contiguous NumPy array to hand to MPI, and the array to copy the result back to."""
-    target = getattr(array, "data", array) if not isinstance(array, np.ndarray) else array
-    if not isinstance(target, np.ndarray):
-        target = np.array(target)
-    if target.dtype.hasobject:
-        raise TypeError("collectives take numeric arrays; this one has dtype object")
-    contiguous = target if target.flags.c_contiguous else np.ascontiguousarray(target)
-    return contiguous, target
-
-
-def _agree(group: _Group, name: str, array: np.ndarray, extra: int = -1) -> str:
-    """Check that every rank is calling the same collective on a like array; its label."""
-    group.calls += 1
-    what = f"{name} #{group.calls}"
-    print_dtype = array.dtype.str.encode().ljust(8, b"\0")[:8]
-    mine = np.array(
-        [group.calls, _COLLECTIVES.index(name), int.from_bytes(print_dtype, "little"),
-         array.size, extra],
-        np.int64,
-    )  # fmt: skip
-    everyone = np.empty((group.size, mine.size), np.int64)
-    wait([group.comm.Iallgather(mine, everyone)], what)
-    bad = [r for r in range(group.size) if not np.array_equal(everyone[r], everyone[0])]
-    if bad:
-        rows = "; ".join(_describe(r, everyone[r]) for r in [0] + bad)
-        raise DistributedError(f"ranks disagree on collective #{group.calls}: {rows}")
-    return what
-
-
-_COLLECTIVES = ("barrier", "all_reduce", "broadcast", "all_gather", "all_gather_rows")
-
-
-def _describe(rank, row) -> str:
-    name = _COLLECTIVES[int(row[1])]
-    if name == "barrier":
-        return f"rank {rank} called barrier()"
-    dtype = np.dtype(int(row[2]).to_bytes(8, "little").rstrip(b"\0").decode()).name
-    args = {"all_reduce": f"op={_OPS[int(row[4])]!r}", "broadcast": f"src={int(row[4])}"}
-    unit = "per row" if name == "all_gather_rows" else "elements"
-    return f"rank {rank} called {name}({args.get(name, '')}) on {int(row[3])} {dtype} {unit}"
-
-
-def barrier() -> None:
-    """Wait until every rank has called barrier()."""
-    group = _implicit_group()
-    if group is None:
-        return
-    what = _agree(group, "barrier", np.zeros(0))
-    wait([group.comm.Ibarrier()], what)
-
-
-def all_reduce(array, op: str = "sum"):
-    """Reduce `array` over all ranks with op ('sum', 'mean', 'max', 'min').
-
-    A NumPy array (or a Tensor's data) is reduced in place and returned; anything else
-    (a Python number, a list) is converted to a new array, which is returned.
-    """
-    if op not in _OPS:
-        raise ValueError(f"all_reduce: op must be one of {_OPS}, got {op!r}")
-    buf, target = _buffer(array)
-    group = _implicit_group()
-    if group is not None and group.size > 1:
-        what = _agree(group, "all_reduce", buf, _OPS.index(op))
-        mpi_op = {"max": group.MPI.MAX, "min": group.MPI.MIN}.get(op, group.MPI.SUM)
-        wait([group.comm.Iallreduce(group.MPI.IN_PLACE, buf, mpi_op)], what)
-        if op == "mean":
-            buf /= group.size
-    if buf is not target:
-        target[...] = buf
-    return target
-
-
-def broadcast(array, src: int = 0):
-    """Overwrite `array` (in place) on every rank with rank `src`'s; returns it."""
-    buf, target = _buffer(array)
-    group = _implicit_group()
-    if group is None:
-        if src != 0:
-            raise ValueError(f"broadcast: src {src} does not exist in a world of one")
-        return target
-    if not 0 <= src < group.size:
-        raise ValueError(f"broadcast: src must be a rank in [0, {group.size}), got {src}")
-    if group.size > 1:
-        what = _agree(group, "broadcast", buf, src)
-        wait([group.comm.Ibcast(buf, src)], what)
-        if buf is not target:
-            target[...] = buf
-    return target
-
-
-def all_gather(array) -> np.ndarray:
-    """Every rank's `array` (same shape and dtype on all), stacked: (world_size, *shape)."""
-    buf, _ = _buffer(array)
-    group = _implicit_group()
-    if group is None or group.size == 1:
-        return buf[None].copy()
-    what = _agree(group, "all_gather", buf)
-    out = np.empty((group.size,) + buf.shape, buf.dtype)
-    wait([group.comm.Iallgather(buf, out)], what)
-    return out
-
-
-def all_gather_rows(array) -> np.ndarray:
-    """Every rank's `array` concatenated along axis 0, in rank order; the number of rows may
-    differ between ranks, the other dims and the dtype may not."""
-    buf, _ = _buffer(array)
-    if buf.ndim == 0:
-        raise ValueError("all_gather_rows: needs an array with at least one dimension")
-    group = _implicit_group()
-    if group is None or group.size == 1:
-        return buf.copy()
-    row = int(np.prod(buf.shape[1:], dtype=np.int64))
-    what = _agree(group, "all_gather_rows", np.zeros(row, buf.dtype))
-    counts = np.empty(group.size, np.int64)
-    wait([group.comm.Iallgather(np.array([buf.shape[0]], np.int64), counts)], what)
-    out = np.empty((int(counts.sum()),) + buf.shape[1:], buf.dtype)
-    sizes = counts * row
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    wait([group.comm.Iallgatherv(buf, [out, (sizes, offsets)])], what)
-    return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import collectives as c
 from . import group as g
 
 
@@ -148,5 +149,5 @@ class StreamSharder:
                 f"gather: axis {axis} has {local.shape[axis]} entries, this rank owns "
                 f"{self.counts[self.rank]} streams"
             )
-        full = g.all_gather_rows(np.moveaxis(local, axis, 0))
+        full = c.all_gather_rows(np.moveaxis(local, axis, 0))
         return np.moveaxis(full, 0, axis)

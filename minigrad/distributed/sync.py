@@ -15,6 +15,7 @@ import hashlib
 
 import numpy as np
 
+from . import collectives as c
 from . import group as g
 
 _MAX_DIMS = 6
@@ -48,11 +49,11 @@ def check_same_layout(module) -> None:
     """Raise ValueError on every rank if any rank's parameters or buffers differ in number,
     name, shape or dtype from rank 0's."""
     named = _tensors(module)
-    counts = g.all_gather(np.array([len(named)], np.int64)).ravel()
+    counts = c.all_gather(np.array([len(named)], np.int64)).ravel()
     if (counts != counts[0]).any():
         per_rank = ", ".join(f"rank {r}: {int(c)}" for r, c in enumerate(counts))
         raise ValueError(f"the ranks' models have different numbers of tensors ({per_rank})")
-    tables = g.all_gather(_layout(named))
+    tables = c.all_gather(_layout(named))
     for rank in range(1, len(tables)):
         for i in range(len(named)):
             a, b = tables[0][i], tables[rank][i]
@@ -75,7 +76,7 @@ def broadcast_parameters(module, src: int = 0) -> None:
     """Overwrite every rank's parameters and buffers with rank `src`'s (same layout needed:
     call check_same_layout first if unsure)."""
     for _, t in _tensors(module):
-        g.broadcast(t.data, src)
+        c.broadcast(t.data, src)
 
 
 def parameter_digest(module) -> bytes:
@@ -91,7 +92,7 @@ def check_parameters_in_sync(module) -> None:
     """Raise RuntimeError on every rank unless all ranks hold bitwise-identical parameters
     and buffers (compared through an allgather of a hash of their bytes)."""
     mine = np.frombuffer(parameter_digest(module), np.uint8)
-    digests = g.all_gather(mine)
+    digests = c.all_gather(mine)
     differ = [r for r in range(len(digests)) if not np.array_equal(digests[r], digests[0])]
     if differ:
         raise RuntimeError(
