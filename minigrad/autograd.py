@@ -155,7 +155,8 @@ def guard_saved(saved, tensors, result) -> tuple | None:
         elif type(a) in (tuple, list):
             roots += [b if b.base is None else b.base for b in a if type(b) is np.ndarray]
     guards = []
-    for i, t in enumerate(tensors):
+    # The inputs by position, then the output as -1 (its version is 0: it was just made).
+    for i, t in enumerate(tensors) if result is None else (*enumerate(tensors), (-1, result)):
         d = t.data
         r = d if d.base is None else d.base
         for x in roots:
@@ -165,15 +166,6 @@ def guard_saved(saved, tensors, result) -> tuple | None:
                     vc = t._vc = [0, False]
                 guards.append((vc, vc[0], i))
                 break
-    d = result.data
-    r = d if d.base is None else d.base
-    for x in roots:
-        if x is r:
-            vc = result._vc
-            if vc is None:
-                vc = result._vc = [0, False]
-            guards.append((vc, 0, -1))
-            break
     return tuple(guards) if guards else None
 
 
