@@ -340,25 +340,26 @@ def ordering(means, results, args) -> str:
                 better, worse = (a, b) if table_says else (b, a)
                 lines.append(
                     f"- reversed: the table ranks {LABELS[better]} ahead of {LABELS[worse]}; "
-                    "here it is behind" + (" (every seed)" if sep else " (seeds overlap)")
+                    "here it is behind" + sep
                 )
     lines.append(f"{agree} of {total} pairs in the table's order.")
     return "\n".join(lines)
 
 
-def separated(results, a, b, args) -> bool:
-    """True if every seed of one kind is below every seed of the other."""
-    va = [
-        r["val_bpc"]
-        for s in range(args.seeds)
-        if (r := results.get(f"{a}-s{s}")) and not r["diverged"]
-    ]
-    vb = [
-        r["val_bpc"]
-        for s in range(args.seeds)
-        if (r := results.get(f"{b}-s{s}")) and not r["diverged"]
-    ]
-    return bool(va and vb and (max(va) < min(vb) or max(vb) < min(va)))
+def separated(results, a, b, args) -> str:
+    """' (every seed)' if every seed of one kind is below every seed of the other (two seeds
+    each at least), ' (seeds overlap)', or ' (one seed so far)'."""
+    va, vb = (
+        [
+            r["val_bpc"]
+            for s in range(args.seeds)
+            if (r := results.get(f"{k}-s{s}")) and not r["diverged"]
+        ]
+        for k in (a, b)
+    )
+    if min(len(va), len(vb)) < 2:
+        return " (one seed so far)"
+    return " (every seed)" if max(va) < min(vb) or max(vb) < min(va) else " (seeds overlap)"
 
 
 def plot(results, args, out):
