@@ -83,10 +83,10 @@ class _RNNBase(nn.Module):
     n_states = 1
     # Fused, the time loop runs as one graph node (`Fused.scan`): the traced step's plan
     # replayed on arrays, forward and backward. False replays the fused step as one node per
-    # time step instead. With lengths=, only if scan_padded: the node then masks the padded
-    # steps itself (no `where` nodes in the graph).
+    # time step instead. With lengths=, the node masks the padded steps itself (no `where`
+    # nodes in the graph) unless scan_padded is False.
     scan = True
-    scan_padded = False
+    scan_padded = True
 
     def __init__(
         self,

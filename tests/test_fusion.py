@@ -778,7 +778,7 @@ OPTIONS = {  # layer arguments, lengths, whether to pass h0
 def test_layers_fuse_by_default():
     for make in LAYERS.values():
         layer = make()
-        assert layer.fuse is True and layer.scan is True and layer.scan_padded is False
+        assert layer.fuse is True and layer.scan is True and layer.scan_padded is True
     assert LSTM(IN, H, fuse=False).fuse is False
 
 

@@ -107,7 +107,11 @@ def test_full_lengths_change_nothing_and_mask_nothing(rng):
     plain, _ = lstm(x)
     full, _ = lstm(x, lengths=[T] * B)
     np.testing.assert_array_equal(plain.data, full.data)
-    # No masking op when lengths is None or every sequence is full.
+    # No masking op when lengths is None or every sequence is full (seen on the per-step
+    # path, where masking is a `where` node; the whole-sequence node masks inside itself).
+    lstm.scan = False
+    plain, _ = lstm(x)
+    full, _ = lstm(x, lengths=[T] * B)
     assert "Where" not in graph_op_names(plain) and "Where" not in graph_op_names(full)
     padded, _ = lstm(x, lengths=LENGTHS)
     assert "Where" in graph_op_names(padded)
