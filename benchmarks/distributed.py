@@ -362,8 +362,7 @@ def readme_body(out) -> str:
 
     def hidden(on, off):
         share = 1 - on["ddp_ms"] / off["ddp_ms"] if off["ddp_ms"] > 0 else float("nan")
-        by_bytes = 100 * on["overlapped_bytes_share"]
-        return f"{100 * share:.0f}% of the time, {by_bytes:.0f}% of the bytes"
+        return f"{100 * share:.0f}%"
 
     run_rows = [
         (
@@ -398,15 +397,18 @@ def readme_body(out) -> str:
         for r in out["paper"]
     ]  # fmt: skip
     load = ", ".join(f"{x:.1f}" for x in out["load_before"])
+    launched_early = _launched_mid_backward(deep["bucket_bytes"])
     return f"""{SECTION}
 
 `python benchmarks/distributed.py` measured everything below on this project's machine
-({out["machine"]}), with every configuration run {ROUNDS} times, interleaved, {out["steps"]}
-timed steps each after 3 of warm-up; shown is the run with the median step time, and the
-median of the runs' DDP times. It writes `benchmarks/results/distributed.json` and this
-section (`--readme-only` rewrites the section from the JSON). Load average when it started:
-{load} (other jobs shared the two cores: the wall times carry their noise; a process's CPU
-time per step is what the step costs on a core of its own).
+({out["machine"]}), each configuration {ROUNDS} times, interleaved, {out["steps"]} timed
+steps each after 3 of warm-up; shown is the run with the median step time and the median of
+the runs' DDP times. It writes `benchmarks/results/distributed.json` and this section
+(`--readme-only` rewrites the section from the JSON). **The machine was not quiet**: load
+average {load} when the run started (long example runs of other work shared the two cores),
+so wall times are several times what the steps cost, and the 2-rank configurations, which
+need both cores at once, suffer most. A process's CPU time per step is what the step costs
+on a core of its own; the on-paper model below uses it.
 
 **The char-LM step data-parallel** (H=256, global batch 32 streams x 64 characters, float32,
 Adam, clipping; 2 ranks read 16 streams each). "DDP ms" is the time DistributedDataParallel
@@ -416,30 +418,45 @@ it, which is imbalance, not communication):
 
 {_table(RUN_HEADERS, run_rows)}
 
-2 ranks x 1 thread against 1 rank x 1 thread: {one["step_ms"] / two["step_ms"]:.2f}x the
-throughput (the two ranks use the two cores that one rank with two OpenBLAS threads uses).
-Gradients travel in {len(two["bucket_bytes"])} buckets of
-{", ".join(f"{b:,}" for b in two["bucket_bytes"])} bytes (1 MiB cap).
+- Throughput, 2 ranks x 1 thread against 1 rank x 1 thread: {one["step_ms"] / two["step_ms"]:.2f}x
+  by wall time under this load; {one["cpu_ms"] / two["cpu_ms"]:.2f}x by CPU time per step (each rank
+  computes half the batch and joins the allreduce), the estimate for a core per rank.
+  1 rank x 2 OpenBLAS threads is the slowest by far here: OpenBLAS's threads spin while
+  they wait for a core (the effect the examples avoid by defaulting to one thread).
+- Bytes: {sum(two["bucket_bytes"]):,} per step (every parameter's gradient in float32) in
+  {len(two["bucket_bytes"])} buckets of {", ".join(f"{b:,}" for b in two["bucket_bytes"])} bytes
+  (1 MiB cap); {sum(deep["bucket_bytes"]):,} in {len(deep["bucket_bytes"])} buckets with two layers.
+- With this load, the DDP times (tens of ms) measure the scheduler, not the network: MPI's
+  own allreduce of the 1.4 MB took 0.24 ms when the machine was quieter (below). The time
+  saved by overlapping, 1 - (DDP ms with overlap) / (DDP ms after backward), came out as
+  {hidden(two, after)} (one layer) and {hidden(deep, deep_after)} (two layers): noise.
 
-**Communication hidden behind backward**, by time (1 - DDP time with the allreduces started
-by the post-accumulate hooks / DDP time with all of them after backward) and by bytes (the
-share whose allreduce had finished before backward produced its last gradient): one-layer
-LSTM {hidden(two, after)}; two-layer LSTM {hidden(deep, deep_after)}. An LSTM's weights are
+**Communication hidden behind backward: little, for two reasons.** (1) An LSTM's weights are
 used at every time step, so their gradients are complete only when BPTT reaches the first
-step, at the very end of backward: with one layer only the output layer's small bucket can
-travel while BPTT runs. With two layers the top layer is complete half-way, and its
-buckets can travel during the bottom layer's BPTT. MPICH advances a non-blocking allreduce
-only inside MPI calls, which DDP's hooks make (MPI_Testall) whenever a gradient completes,
-so a large bucket launched mid-backward mostly moves when the next gradient completes or at
-the final wait. MPICH's progress thread (MPIR_CVAR_ASYNC_PROGRESS=1) made a two-layer step
-2-3x slower on these two shared cores (a spinning thread per rank), so it is not used.
+step, at the very end of backward. With one layer, the first bucket (the output layer with
+the LSTM's biases) is complete only then too: nothing can travel during backward. With two
+layers the top layer is complete half-way, and {launched_early} of the
+{sum(deep["bucket_bytes"]):,} bytes start their allreduce while the bottom layer's BPTT runs.
+(2) MPICH advances a non-blocking allreduce only inside MPI calls; DDP's hooks make them
+(MPI_Testall) whenever a gradient completes, but none completes during the bottom layer's
+BPTT, so those buckets mostly move at the final wait: the share of bytes whose allreduce
+had finished before backward's last gradient was {_pct(deep["overlapped_bytes_share"])} with two
+layers ({_pct(two["overlapped_bytes_share"])} with one). MPICH's own progress thread
+(`MPIR_CVAR_ASYNC_PROGRESS=1`, a spinning thread per rank) made the two-layer step 2.7x
+slower in one measurement on these two cores
+(`MPIR_CVAR_ASYNC_PROGRESS=1 mpiexec -n 2 python benchmarks/distributed.py --worker train
+256 2 15 on 32`), so it is not used. What would hide more: a thread of DDP's own polling
+the outstanding requests during backward, or buckets cut by layer for deep stacks.
 
-MPI_Allreduce (sum, float32) between the 2 ranks through shared memory, 30 repetitions:
+MPI_Allreduce (sum, float32) between the 2 ranks through shared memory, 30 repetitions,
+this run (under load); at load 1.6 earlier the same day, `python benchmarks/distributed.py
+--quick` measured 0.02 ms for 75 KB, 0.18 ms for 1 MiB, 0.24 ms for the 1.4 MB gradient and
+6.5 ms for 18 MB:
 
 {_table(["bytes", "min ms", "median ms"], allreduce_rows)}
 
-**One rank's step against its batch** (b streams, T=64, 1 thread; CPU and wall ms): the
-compute that communication must stay small beside.
+**One rank's step against its batch** (b streams, T=64, 1 thread; CPU ms, and wall ms
+under the load): the compute that communication must stay small beside.
 
 {_table(["model"] + [f"b={b}" for b in BATCHES], batch_rows)}
 
@@ -450,21 +467,32 @@ buckets pays 2(p-1) message latencies a:
     t_allreduce = 2 (p - 1) / p * n / bandwidth + 2 (p - 1) * a * k
 
 n = 4 bytes per parameter ({gradient_bytes(256):,} bytes at H=256, {gradient_bytes(1024):,}
-at H=1024), k = DDP's 1 MiB buckets (3 and 4), a = 25 us for TCP over 10 GbE and 5 us over
-a 100 Gbit/s RDMA fabric (assumed, not measured), no overlap (the one-layer case above).
-Efficiency = t_step(b) / (t_step(b) + t_allreduce), with b streams per machine and t_step
-the CPU time per step measured above; the global batch is p x b. The last column is the
-smallest global batch p x b (b from the table above) at which efficiency is still 90% or
-more: below it, efficiency drops under 90%.
+at H=1024), k = DDP's 1 MiB buckets ({bucket_count(256)} and {bucket_count(1024)}), a = 25 us for
+TCP over 10 GbE and 5 us over a 100 Gbit/s RDMA fabric (assumed, not measured), no overlap
+(as measured). Efficiency = t_step(b) / (t_step(b) + t_allreduce), with b streams per
+machine and t_step the CPU time per step above; the global batch is p x b. The last column
+is the smallest global batch p x b (b from the table above) at which efficiency is still
+90% or more: below it, efficiency drops under 90%.
 
 {_table(PAPER_HEADERS, paper_rows)}
 
-{_verdict(out)} The bandwidth term barely grows with p (2(p-1)/p < 2), the latency term
-does, so many machines want few, large buckets. A faster step (a GPU, or minigrad made
-faster) divides t_step and makes the same network look slower by the same factor. The
-learning rate: the global batch is p x b, so keeping b fixed while adding machines grows
-the batch; Goyal et al. (2017) scale the learning rate linearly with it, after a warm-up.
+{_verdict(out)} The bandwidth term barely grows with p (2(p-1)/p < 2); the latency term
+does, so many machines want few, large buckets. These CPU steps are slow (t_step of 10 ms
+to 1.4 s), which is what makes even 10 Gbit/s look fast: a step 10x faster (a GPU, or
+minigrad made faster) makes the same network look 10x slower. Adding machines at a fixed b
+grows the global batch (p x b); Goyal et al. (2017) scale the learning rate linearly with
+it, after a warm-up.
 """
+
+
+def _pct(share) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def _launched_mid_backward(buckets) -> str:
+    """Two layers: the buckets before the bottom layer's (output layer, top layer) in bytes."""
+    top = buckets[:3]  # [output + top biases], [top W_hh], [top W_ih] at a 1 MiB cap
+    return f"{sum(top):,}"
 
 
 if __name__ == "__main__":
