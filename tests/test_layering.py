@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Third-party packages the framework may import at run time (pyproject's dependencies).
 RUNTIME_DEPS = {"numpy", "numba", "scipy"}
+# Optional extras, each imported by one module only, inside a function (so `import minigrad`
+# works without them; tests/distributed checks that importing does not load mpi4py).
+OPTIONAL = {"mpi4py": "minigrad/distributed/_mpi.py"}
 # The layers below nn/optim; utilities above them (save/load) may use nn.
 CORE = (
     "minigrad.kernels",
@@ -147,8 +150,33 @@ def test_minigrad_never_imports_models_or_examples():
 
 def test_minigrad_imports_only_the_standard_library_and_its_dependencies():
     allowed = set(sys.stdlib_module_names) | RUNTIME_DEPS | {"minigrad"}
-    bad = [(p, line, t) for p, line, t in all_imports("minigrad") if t.split(".")[0] not in allowed]
+    bad = [
+        (p, line, t)
+        for p, line, t in all_imports("minigrad")
+        if t.split(".")[0] not in allowed
+        and p.relative_to(ROOT).as_posix() != OPTIONAL.get(t.split(".")[0])
+    ]
     assert not bad, report(bad)
+
+
+@pytest.mark.parametrize("package, module", sorted(OPTIONAL.items()))
+def test_an_optional_dependency_is_imported_only_inside_functions(package, module):
+    tree = ast.parse((ROOT / module).read_text())
+    at_top = [
+        node.lineno
+        for node in tree.body  # module level, including under if/try at the top
+        for node in ast.walk(node)
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and package in ast.unparse(node)
+    ]
+    inside = [
+        inner.lineno
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for inner in ast.walk(fn)
+        if isinstance(inner, (ast.Import, ast.ImportFrom)) and package in ast.unparse(inner)
+    ]
+    assert inside, f"{module} no longer imports {package}: update OPTIONAL"
+    assert sorted(set(at_top) - set(inside)) == [], f"{module} imports {package} at module level"
 
 
 def test_nn_and_optim_do_not_import_models_or_examples():
