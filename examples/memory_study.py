@@ -409,15 +409,11 @@ def plot(results, args, out: Path):
             if not pts:
                 continue
             T, n = np.array(pts).T
-            line = ax.plot(T, n, "o", alpha=0.5)[0]
+            color = f"C{SETTINGS.index(setting)}"  # one colour per setting in both panels
+            ax.plot(T, n, "o", alpha=0.5, color=color)
             Ts = sorted(set(T))
-            ax.plot(
-                Ts,
-                [np.median(n[T == t]) for t in Ts],
-                "-",
-                color=line.get_color(),
-                label=LABELS[setting],
-            )
+            median = [np.median(n[T == t]) for t in Ts]
+            ax.plot(Ts, median, "o-" if len(Ts) == 1 else "-", color=color, label=LABELS[setting])
         ax.axhline(args.steps, color="gray", ls=":", label=f"update budget {args.steps:,}")
         ax.set(
             xscale="log",
