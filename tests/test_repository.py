@@ -48,7 +48,7 @@ def test_passes():
     pass
 
 def test_skips():
-    pytest.skip("for no good reason")
+    pytest.skip("stands for any skip a real test might make")
 
 @pytest.mark.skipif(True, reason="a condition")
 def test_skipif():
