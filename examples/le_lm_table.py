@@ -45,7 +45,7 @@ from pathlib import Path
 import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
 from common import add_out_argument, markdown_table, output_folder, pyplot, write_json
-from study_runs import Run, RunStore, Stop, flushed_denormals
+from study_runs import Run, RunStore, flushed_denormals, run_each
 
 import minigrad as mg
 import minigrad.nn as nn
@@ -408,30 +408,16 @@ def study(args, ftz) -> dict:
         f"{args.batch}x{args.bptt} characters each"
     )
     keys = [(kind, s) for s in range(args.seeds) for kind in args.kinds]
-    stopped = False
-    if not args.report:
-        store = RunStore(out, every_s=args.ckpt_seconds)
-        try:
-            with store.stopping():
-                for kind, s in keys:
-                    key = f"{kind}-s{s}"
-                    with store.claim(key) as mine:
-                        if not mine:
-                            continue
-                        print(
-                            f"{key}: "
-                            + ("resuming" if store.checkpoint_path(key).exists() else "starting"),
-                            flush=True,
-                        )
-                        r = train(store, key, kind, 1000 * s + 7, corpus, args)
-                        print(
-                            f"{key}: {r['shape']}, {r['parameters']:,} parameters, "
-                            f"{r['val_bpc']:.4f} bits/char, {r['cpu_s']:.0f} CPU s",
-                            flush=True,
-                        )
-        except Stop as e:
-            print(f"stopped: {e} checkpointed; run the same command to continue")
-            stopped = True
+    stopped = not args.report and run_each(
+        out,
+        keys,
+        args.ckpt_seconds,
+        lambda store, key, kind, s: train(store, key, kind, 1000 * s + 7, corpus, args),
+        lambda r: (
+            f"{r['shape']}, {r['parameters']:,} parameters, "
+            f"{r['val_bpc']:.4f} bits/char, {r['cpu_s']:.0f} CPU s"
+        ),
+    )
     results = {
         k: r
         for k, r in RunStore(out).results().items()

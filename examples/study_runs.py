@@ -170,3 +170,24 @@ def flushed_denormals():
         yield libm.fesetenv(env) == 0 and np.float32(1e-38) * np.float32(0.5) == 0.0
     finally:
         libm.fesetenv(saved)
+
+
+def run_each(out, keys, every_s, train_one, describe) -> bool:
+    """Train every (kind, seed) of `keys` not finished yet, claiming each run so that several
+    processes share the work: train_one(store, key, kind, seed) -> result, describe(result) ->
+    the line printed. True when a stop request (Ctrl-C, SIGTERM) checkpointed a run."""
+    store = RunStore(out, every_s=every_s)
+    try:
+        with store.stopping():
+            for kind, s in keys:
+                key = f"{kind}-s{s}"
+                with store.claim(key) as mine:
+                    if not mine:
+                        continue
+                    state = "resuming" if store.checkpoint_path(key).exists() else "starting"
+                    print(f"{key}: {state}", flush=True)
+                    print(f"{key}: {describe(train_one(store, key, kind, s))}", flush=True)
+    except Stop as e:
+        print(f"stopped: {e} checkpointed; run the same command to continue")
+        return True
+    return False

@@ -42,7 +42,7 @@ import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository i
 import numpy as np
 from apps_common import Vocab, length_batches, pad
 from common import add_out_argument, markdown_table, output_folder, pyplot, write_json
-from study_runs import Run, RunStore, Stop, flushed_denormals
+from study_runs import Run, RunStore, flushed_denormals, run_each
 
 import minigrad as mg
 import minigrad.nn as nn
@@ -417,30 +417,16 @@ def study(args, ftz) -> dict:
         f"{len(data.src_vocab):,} English and {len(data.tgt_vocab):,} French"
     )
     keys = [(kind, s) for s in range(args.seeds) for kind in args.models]
-    stopped = False
-    if not args.report:
-        store = RunStore(out, every_s=args.ckpt_seconds)
-        try:
-            with store.stopping():
-                for kind, s in keys:
-                    key = f"{kind}-s{s}"
-                    with store.claim(key) as mine:
-                        if not mine:
-                            continue
-                        print(
-                            f"{key}: "
-                            + ("resuming" if store.checkpoint_path(key).exists() else "starting"),
-                            flush=True,
-                        )
-                        r = train(store, key, kind, 1000 * s + 11, data, args)
-                        print(
-                            f"{key}: BLEU greedy {r['greedy']['bleu']:.2f}, "
-                            f"beam {r['beam']['bleu']:.2f}, {r['cpu_s']:.0f} CPU s",
-                            flush=True,
-                        )
-        except Stop as e:
-            print(f"stopped: {e} checkpointed; run the same command to continue")
-            stopped = True
+    stopped = not args.report and run_each(
+        out,
+        keys,
+        args.ckpt_seconds,
+        lambda store, key, kind, s: train(store, key, kind, 1000 * s + 11, data, args),
+        lambda r: (
+            f"BLEU greedy {r['greedy']['bleu']:.2f}, beam {r['beam']['bleu']:.2f}, "
+            f"{r['cpu_s']:.0f} CPU s"
+        ),
+    )
     wanted = {f"{k}-s{s}" for k, s in keys}
     results = {k: r for k, r in RunStore(out).results().items() if k in wanted}
     status = (
