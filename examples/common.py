@@ -9,6 +9,7 @@ example says so.
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,9 +79,17 @@ def _plain(value):
     return value
 
 
-def write_json(path: Path, data) -> Path:
-    path.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+def write_text(path: Path, text: str) -> Path:
+    """Write through a temporary file and a rename, so that a stop mid-write (or a second
+    process of the same study writing too) never leaves a half-written file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
     return path
+
+
+def write_json(path: Path, data) -> Path:
+    return write_text(path, json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
 
 
 def markdown_table(headers, rows) -> str:

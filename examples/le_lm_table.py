@@ -44,7 +44,14 @@ from pathlib import Path
 
 import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
-from common import add_out_argument, markdown_table, output_folder, pyplot, write_json
+from common import (
+    add_out_argument,
+    markdown_table,
+    output_folder,
+    pyplot,
+    write_json,
+    write_text,
+)
 from study_runs import Run, RunStore, flushed_denormals, run_each
 
 import minigrad as mg
@@ -447,9 +454,7 @@ def study(args, ftz) -> dict:
         f"{table}\n\n{ordering(means, results, args)}"
     )
     print("\n" + text)
-    (out / "results.md").write_text(
-        f"# Le et al.'s table as char-level LMs\n\n{text}\n", encoding="utf-8"
-    )
+    write_text(out / "results.md", f"# Le et al.'s table as char-level LMs\n\n{text}\n")
     figure = plot(results, args, out)
     metrics = dict(
         example=NAME,

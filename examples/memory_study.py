@@ -50,7 +50,14 @@ from pathlib import Path
 
 import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
-from common import add_common_arguments, markdown_table, output_folder, pyplot, write_json
+from common import (
+    add_common_arguments,
+    markdown_table,
+    output_folder,
+    pyplot,
+    write_json,
+    write_text,
+)
 from memory_tasks import Task
 from study_runs import Run, RunStore, Stop, flushed_denormals, rng_from_state, rng_state
 
@@ -378,13 +385,24 @@ def verdicts(results, args, complete) -> str:
             tried_beyond = any(
                 results.get(run_key(task, s, T, 0)) for s in settings for T in beyond
             )
+            # every setting of the cell failed a length up to the claim: it cannot reach it
+            all_stopped = all(
+                any(
+                    status(results, task, s, T, args) == "failed"
+                    for T in lengths_of(args, task)
+                    if T <= claim
+                )
+                for s in settings
+            )
             if best >= claim:
                 verdict = f"reached (solved T={best})"
                 if best > claim:
                     verdict += ": longer than the notes' limit"
                 elif tried_beyond:
                     verdict += "; the next length failed"
-            elif complete:
+                else:
+                    verdict += "; longer lengths not run yet"
+            elif complete or all_stopped:
                 verdict = f"not reached at this budget (longest solved: {best or 'none'})"
             else:
                 verdict = f"undecided yet (longest solved so far: {best or 'none'})"
@@ -458,7 +476,7 @@ def study(args, ftz) -> dict:
     results = {k: r for k, r in results.items() if k in keys}
     tables, complete = report(results, args)
     print("\n" + tables)
-    (out / "results.md").write_text(f"# Memory study\n\n{tables}\n", encoding="utf-8")
+    write_text(out / "results.md", f"# Memory study\n\n{tables}\n")
     figure = plot(results, args, out)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     metrics = dict(

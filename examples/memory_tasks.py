@@ -57,6 +57,7 @@ from common import (
     progress,
     pyplot,
     write_json,
+    write_text,
 )
 
 import minigrad as mg
@@ -375,9 +376,8 @@ def main(argv=None) -> dict:
     )
     print(note)
     md = out / "results.md"
-    md.write_text(
-        f"# Memory tasks ({'quick' if args.quick else 'default'} run)\n\n{report}\n{note}\n",
-        encoding="utf-8",
+    write_text(
+        md, f"# Memory tasks ({'quick' if args.quick else 'default'} run)\n\n{report}\n{note}\n"
     )
     figure = plot(results, args, out)
     metrics = {

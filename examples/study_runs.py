@@ -76,9 +76,7 @@ class RunStore:
         return {p.stem: json.loads(p.read_text()) for p in sorted(self.folder.glob("*.json"))}
 
     def finish(self, key: str, result: dict) -> dict:
-        tmp = self.folder / f".{key}.json.tmp"
-        write_json(tmp, result)
-        os.replace(tmp, self.folder / f"{key}.json")
+        write_json(self.folder / f"{key}.json", result)
         self.checkpoint_path(key).unlink(missing_ok=True)
         return result
 

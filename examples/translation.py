@@ -41,7 +41,14 @@ from pathlib import Path
 import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
 from apps_common import Vocab, length_batches, pad
-from common import add_out_argument, markdown_table, output_folder, pyplot, write_json
+from common import (
+    add_out_argument,
+    markdown_table,
+    output_folder,
+    pyplot,
+    write_json,
+    write_text,
+)
 from study_runs import Run, RunStore, flushed_denormals, run_each
 
 import minigrad as mg
@@ -440,9 +447,7 @@ def study(args, ftz) -> dict:
         f"embeddings {args.embed}; {status}.\n\n" + (tables(results, args, data) if results else "")
     )
     print("\n" + text)
-    (out / "results.md").write_text(
-        f"# Translation with and without attention\n\n{text}\n", encoding="utf-8"
-    )
+    write_text(out / "results.md", f"# Translation with and without attention\n\n{text}\n")
     figures = plot(results, args, out)
     metrics = dict(
         example=NAME,

@@ -160,6 +160,40 @@ def test_memory_study_schedule_spends_the_budget_near_the_limit():
     assert ms.longest(results, "adding", "lstm", args) is None  # the table: majority only
 
 
+def test_memory_study_verdicts_decide_each_claim_as_soon_as_they_can():
+    ms = load("memory_study")
+    args = ms.parse_args(["--tasks", "adding", "--settings", "rnn", "lstm", "lstm-chrono"])
+    verdict = lambda results, cell: next(
+        line for line in ms.verdicts(results, args, False).splitlines() if f"| {cell} " in line
+    )
+    ok3, no2 = [True] * 3, [False, False]
+    results = fake(
+        ms,
+        args,
+        {
+            ("adding", "rnn", 50): ok3,
+            ("adding", "rnn", 100): no2,  # the claim is 100: failed at it, decided
+            ("adding", "lstm", 200): ok3,
+            ("adding", "lstm", 500): no2,
+            ("adding", "lstm-chrono", 200): ok3,  # chrono may still reach 500: undecided
+        },
+    )
+    assert "not reached at this budget (longest solved: 50)" in verdict(results, "rnn")
+    assert "undecided yet (longest solved so far: 200)" in verdict(results, "lstm")
+    results.update(fake(ms, args, {("adding", "lstm-chrono", 500): ok3}))
+    assert "reached (solved T=500); longer lengths not run yet" in verdict(results, "lstm")
+    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): no2}))
+    assert "reached (solved T=500); the next length failed" in verdict(results, "lstm")
+
+
+def test_results_files_are_replaced_whole(tmp_path):
+    common = load("common")
+    path = common.write_json(tmp_path / "metrics.json", {"a": 1})
+    common.write_text(path, "replaced\n")
+    assert path.read_text() == "replaced\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
 # ----- le_lm_table -------------------------------------------------------------------------------
 def test_le_lm_table_quick_matched_sizes_and_a_second_run_trains_nothing(tmp_path, capsys):
     lm = load("le_lm_table")
