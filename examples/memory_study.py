@@ -424,10 +424,18 @@ def plot(results, args, out: Path):
                 for r in results.values()
                 if r["task"] == task and r["setting"] == setting and r["solved"]
             ]
+            color = f"C{SETTINGS.index(setting)}"  # one colour per setting in both panels
+            failed = [
+                (r["T"], r["steps"])
+                for r in results.values()
+                if r["task"] == task and r["setting"] == setting and not r["solved"]
+            ]
+            if failed:  # where each unsolved run stopped (the CPU cap can come first)
+                label = None if pts else f"{LABELS[setting]} (solved nothing)"
+                ax.plot(*np.array(failed).T, "x", color=color, alpha=0.7, label=label)
             if not pts:
                 continue
             T, n = np.array(pts).T
-            color = f"C{SETTINGS.index(setting)}"  # one colour per setting in both panels
             ax.plot(T, n, "o", alpha=0.5, color=color)
             Ts = sorted(set(T))
             median = [np.median(n[T == t]) for t in Ts]
@@ -438,7 +446,7 @@ def plot(results, args, out: Path):
             yscale="log",
             xlabel="length T",
             ylabel="updates to solve",
-            title=f"{task}: updates needed (dots: seeds, line: median)",
+            title=f"{task}: updates to solve (dots; line: median), x: unsolved",
         )
         ax.set_xticks(lengths_of(args, task), [str(T) for T in lengths_of(args, task)])
         ax.xaxis.set_minor_locator(plt.NullLocator())
