@@ -93,7 +93,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--seeds", type=int, help="seeds per length (default 3)")
     p.add_argument("--steps", type=int, help="most updates per run (default 20000)")
-    p.add_argument("--cpu-budget", type=float, help="most CPU seconds per run (default 1800)")
+    p.add_argument(
+        "--cpu-budget",
+        type=float,
+        help="most CPU seconds per run (default 3600, a safeguard: --steps should bind)",
+    )
     p.add_argument("--hidden", type=int, help="hidden units (default 64)")
     p.add_argument("--batch", type=int, help="sequences per update (default 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -108,7 +112,7 @@ def parse_args(argv=None):
     p.add_argument("--report", action="store_true", help="only tabulate the finished runs")
     args = p.parse_args(argv)
     full = dict(lengths=[50, 100, 200, 500, 1000], copy_lengths=[10, 25, 50, 100, 200, 500, 1000])
-    full.update(seeds=3, steps=20000, cpu_budget=1800.0)
+    full.update(seeds=3, steps=20000, cpu_budget=3600.0)
     full.update(hidden=64, batch=32, eval_every=100, test=1000)
     quick = dict(
         lengths=[4, 8], copy_lengths=[4, 8], seeds=2, steps=30, cpu_budget=60.0, hidden=8, batch=8
