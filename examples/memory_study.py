@@ -385,9 +385,14 @@ def verdicts(results, args, complete) -> str:
         settings = [s for s in args.settings if CELL_OF[s] == cell]
         for task in args.tasks:
             best = max([longest(results, task, s, args) or 0 for s in settings], default=0)
-            beyond = [T for T in lengths_of(args, task) if T > claim]
-            tried_beyond = any(
-                results.get(run_key(task, s, T, 0)) for s in settings for T in beyond
+            after = [T for T in lengths_of(args, task) if T > claim][:1]  # the next length
+            reachers = [s for s in settings if (longest(results, task, s, args) or 0) >= claim]
+            next_status = {status(results, task, s, T, args) for s in reachers for T in after}
+            next_started = any(
+                results.get(run_key(task, s, T, seed))
+                for s in reachers
+                for T in after
+                for seed in range(args.seeds)
             )
             # every setting of the cell failed a length up to the claim: it cannot reach it
             all_stopped = all(
@@ -402,9 +407,11 @@ def verdicts(results, args, complete) -> str:
                 verdict = f"reached (solved T={best})"
                 if best > claim:
                     verdict += ": longer than the notes' limit"
-                elif tried_beyond:
-                    verdict += "; the next length failed"
-                else:
+                elif next_status == {"failed"}:
+                    verdict += f"; T={after[0]} failed"
+                elif next_started:
+                    verdict += f"; T={after[0]} undecided yet"
+                elif after:
                     verdict += "; longer lengths not run yet"
             elif complete or all_stopped:
                 verdict = f"not reached at this budget (longest solved: {best or 'none'})"

@@ -182,8 +182,12 @@ def test_memory_study_verdicts_decide_each_claim_as_soon_as_they_can():
     assert "undecided yet (longest solved so far: 200)" in verdict(results, "lstm")
     results.update(fake(ms, args, {("adding", "lstm-chrono", 500): ok3}))
     assert "reached (solved T=500); longer lengths not run yet" in verdict(results, "lstm")
-    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): no2}))
-    assert "reached (solved T=500); the next length failed" in verdict(results, "lstm")
+    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): [True]}))
+    assert "reached (solved T=500); T=1000 undecided yet" in verdict(results, "lstm")
+    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): [True, False, False]}))
+    assert "reached (solved T=500); T=1000 failed" in verdict(results, "lstm")
+    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): [True, True]}))
+    assert "reached (solved T=1000): longer than the notes' limit" in verdict(results, "lstm")
 
 
 def test_results_files_are_replaced_whole(tmp_path):
