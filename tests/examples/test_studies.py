@@ -118,20 +118,20 @@ def test_memory_study_stops_a_run_at_the_solve_threshold(tmp_path, monkeypatch):
     assert r["solved"] and r["solved_at_step"] == 5 == r["steps"] and r["stopped_by"] == "solved"
 
 
-def fake(ms, args, outcomes):
+def fake(sched, args, outcomes):
     """results from {(task, setting, T): [solved per seed]}."""
     results = {}
     for (task, setting, T), solved in outcomes.items():
         for s, ok in enumerate(solved):
-            results[ms.run_key(task, setting, T, s)] = dict(solved=ok)
+            results[sched.run_key(task, setting, T, s)] = dict(solved=ok)
     return results
 
 
 def test_memory_study_schedule_spends_the_budget_near_the_limit():
-    ms = load("memory_study")
+    ms, sched = load("memory_study"), load("memory_schedule")
     args = ms.parse_args(["--lengths", "50", "100", "200", "--copy-lengths", "10", "50"])
-    assert [p[2] for p in ms.plan(args) if p[:2] == ("copy", "gru")] == [10] * 3 + [50] * 3
-    assert [p[2] for p in ms.plan(args) if p[:2] == ("adding", "gru")] == [
+    assert [p[2] for p in sched.plan(args) if p[:2] == ("copy", "gru")] == [10] * 3 + [50] * 3
+    assert [p[2] for p in sched.plan(args) if p[:2] == ("adding", "gru")] == [
         50,
         50,
         50,
@@ -142,29 +142,29 @@ def test_memory_study_schedule_spends_the_budget_near_the_limit():
         200,
         200,
     ]
-    copy_later = [k for k, p in enumerate(ms.plan(args)) if p[0] == "copy" and p[2] == 50]
-    assert min(copy_later) > max(k for k, p in enumerate(ms.plan(args)) if p[2] == 10)
-    ok = lambda *a: ms.eligible(results, "adding", "lstm", *a, args)
-    results = fake(ms, args, {("adding", "lstm", 50): [True, False, True]})
-    assert ms.status(results, "adding", "lstm", 50, args) == "solved"
+    copy_later = [k for k, p in enumerate(sched.plan(args)) if p[0] == "copy" and p[2] == 50]
+    assert min(copy_later) > max(k for k, p in enumerate(sched.plan(args)) if p[2] == 10)
+    ok = lambda *a: sched.eligible(results, "adding", "lstm", *a, args)
+    results = fake(sched, args, {("adding", "lstm", 50): [True, False, True]})
+    assert sched.status(results, "adding", "lstm", 50, args) == "solved"
     assert ok(100, 0) and ok(100, 2)  # solved by a majority: the next length runs
-    results = fake(ms, args, {("adding", "lstm", 50): [True, False]})
+    results = fake(sched, args, {("adding", "lstm", 50): [True, False]})
     assert ok(50, 2) and not ok(100, 0)  # undecided: the third seed first
-    results = fake(ms, args, {("adding", "lstm", 50): [False, False]})
-    assert ms.status(results, "adding", "lstm", 50, args) == "failed"
+    results = fake(sched, args, {("adding", "lstm", 50): [False, False]})
+    assert sched.status(results, "adding", "lstm", 50, args) == "failed"
     assert not ok(50, 2) and not ok(100, 0)  # decided: no third seed, no longer length
     args.stop_rule = "all"  # go on while any seed solves; stop only when every seed failed
-    results = fake(ms, args, {("adding", "lstm", 50): [False, False, True]})
+    results = fake(sched, args, {("adding", "lstm", 50): [False, False, True]})
     assert ok(100, 0)
-    assert ms.status(results, "adding", "lstm", 50, args, "majority") == "failed"
-    assert ms.longest(results, "adding", "lstm", args) is None  # the table: majority only
+    assert sched.status(results, "adding", "lstm", 50, args, "majority") == "failed"
+    assert sched.longest(results, "adding", "lstm", args) is None  # the table: majority only
 
 
 def test_memory_study_verdicts_decide_each_claim_as_soon_as_they_can():
-    ms = load("memory_study")
+    ms, sched = load("memory_study"), load("memory_schedule")
     args = ms.parse_args(["--tasks", "adding", "--settings", "rnn", "lstm", "lstm-chrono"])
     verdict = lambda results, cell: next(
-        line for line in ms.verdicts(results, args, False).splitlines() if f"| {cell} " in line
+        line for line in sched.verdicts(results, args, False).splitlines() if f"| {cell} " in line
     )
     ok3, no2 = [True] * 3, [False, False]
     results = fake(
@@ -180,13 +180,13 @@ def test_memory_study_verdicts_decide_each_claim_as_soon_as_they_can():
     )
     assert "not reached at this budget (longest solved: 50)" in verdict(results, "rnn")
     assert "undecided yet (longest solved so far: 200)" in verdict(results, "lstm")
-    results.update(fake(ms, args, {("adding", "lstm-chrono", 500): ok3}))
+    results.update(fake(sched, args, {("adding", "lstm-chrono", 500): ok3}))
     assert "reached (solved T=500); longer lengths not run yet" in verdict(results, "lstm")
-    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): [True]}))
+    results.update(fake(sched, args, {("adding", "lstm-chrono", 1000): [True]}))
     assert "reached (solved T=500); T=1000 undecided yet" in verdict(results, "lstm")
-    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): [True, False, False]}))
+    results.update(fake(sched, args, {("adding", "lstm-chrono", 1000): [True, False, False]}))
     assert "reached (solved T=500); T=1000 failed" in verdict(results, "lstm")
-    results.update(fake(ms, args, {("adding", "lstm-chrono", 1000): [True, True]}))
+    results.update(fake(sched, args, {("adding", "lstm-chrono", 1000): [True, True]}))
     assert "reached (solved T=1000): longer than the notes' limit" in verdict(results, "lstm")
 
 
