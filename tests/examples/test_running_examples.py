@@ -31,7 +31,7 @@ PROGRAMS = [
     "le_lm_table",
     "translation",
 ]
-HELPERS = ["bootstrap", "common", "apps_common", "study_runs"]
+HELPERS = ["bootstrap", "common", "apps_common", "study_runs", "memory_schedule"]
 
 
 def test_every_example_is_listed_here():
