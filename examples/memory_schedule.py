@@ -134,14 +134,14 @@ def verdicts(results, args, complete) -> str:
     for cell, claim in CLAIM.items():
         settings = [s for s in args.settings if CELL_OF[s] == cell]
         for task in args.tasks:
-            best = max([longest(results, task, s, args) or 0 for s in settings], default=0)
-            after = [T for T in lengths_of(args, task) if T > claim][:1]  # the next length
-            reachers = [s for s in settings if (longest(results, task, s, args) or 0) >= claim]
-            next_status = {status(results, task, s, T, args) for s in reachers for T in after}
+            reach = {s: longest(results, task, s, args) or 0 for s in settings}
+            best = max(reach.values(), default=0)
+            nxt = next((T for T in lengths_of(args, task) if T > claim), None)
+            reachers = [s for s in settings if reach[s] >= claim] if nxt else []
+            next_status = {status(results, task, s, nxt, args) for s in reachers}
             next_started = any(
-                results.get(run_key(task, s, T, seed))
+                results.get(run_key(task, s, nxt, seed))
                 for s in reachers
-                for T in after
                 for seed in range(args.seeds)
             )
             # every setting of the cell failed a length up to the claim: it cannot reach it
@@ -158,10 +158,10 @@ def verdicts(results, args, complete) -> str:
                 if best > claim:
                     verdict += ": longer than the notes' limit"
                 elif next_status == {"failed"}:
-                    verdict += f"; T={after[0]} failed"
+                    verdict += f"; T={nxt} failed"
                 elif next_started:
-                    verdict += f"; T={after[0]} undecided yet"
-                elif after:
+                    verdict += f"; T={nxt} undecided yet"
+                elif nxt:
                     verdict += "; longer lengths not run yet"
                 else:
                     verdict += ", the study's longest length"
