@@ -1,13 +1,19 @@
 """Gradient checkpointing: keep a segment's inputs, not its activations, and recompute them.
 
-`checkpoint(fn, *inputs)` runs fn without recording a graph; its backward runs fn again with
-the graph on and backpropagates through that. Checkpointing every k of T recurrent steps holds
-T/k segment boundaries plus one segment's activations: O(sqrt(T)) memory for k = sqrt(T), at
-the price of one extra forward. Gradients are identical, dropout included (the global
-generator is replayed).
-"""
+`checkpoint(fn, *inputs)` runs fn without recording a graph, noting every tensor it reads
+that it did not compute (its inputs, the parameters it reads from a closure). One node stands
+for the segment: its inputs are those tensors, its outputs fn's outputs. Its backward runs fn
+again with the graph on and drives the engine's own backward over the recomputed segment,
+capturing the gradients that reach those tensors (`autograd.run_backward(..., capture=)`), so
+every parameter's gradient leaves through the node like any other op's. Because the node's
+saved state is the arrays of everything the segment reads, the engine's version checks cover
+them: an optimizer step or `load_state_dict` between forward and backward is refused, as it
+is without checkpointing, instead of recomputing from the new weights.
 
-import numpy as np
+Checkpointing every k of T recurrent steps holds T/k segment boundaries plus one segment's
+activations: O(sqrt(T)) memory for k = sqrt(T), at the price of one extra forward. Gradients
+are identical, dropout included (the global generator is replayed).
+"""
 
 from . import autograd
 from . import random as _random
@@ -15,52 +21,36 @@ from .tensor import Tensor
 
 
 class _Checkpoint(autograd.Function):
-    """One node for a whole segment; its output is every output of fn, raveled and joined."""
+    """The segment as one node: forward hands over what fn computed (without a graph)."""
 
-    def forward(self, *arrays, fn=None, extra=()):
-        self.fn, self.extra = fn, extra
-        self.rng_state = _random.generator().bit_generator.state
-        with autograd.no_grad():
-            outs = fn(*[Tensor._wrap(a) for a in arrays[:-1]], *extra)  # the last is the anchor
-        outs = outs if isinstance(outs, tuple) else (outs,)
-        self.layout = [(o.shape, o.dtype) for o in outs]
-        self.saved = arrays
-        return np.concatenate([o.data.ravel() for o in outs]) if len(outs) > 1 else outs[0].data
+    def forward(self, *arrays, fn=None, extra=(), outs=(), reads=(), rng_state=None):
+        self.fn, self.extra, self.reads, self.rng_state = fn, extra, reads, rng_state
+        self.n_inputs = len(arrays) - len(reads)
+        self.n_outputs = len(outs)
+        self.saved = arrays  # what backward reads again: guarded against in-place writes
+        return outs[0].data if len(outs) == 1 else tuple(o.data for o in outs)
 
-    def backward(self, g):
-        arrays = self.saved
+    def backward(self, *gs):
+        arrays, needs, k = self.saved, self.needs, self.n_inputs
         inputs = [
             Tensor(a, requires_grad=need) if need else Tensor._wrap(a)
-            for a, need in zip(arrays, self.needs, strict=False)
+            for a, need in zip(arrays[:k], needs, strict=False)
         ]
-        now = _random.generator().bit_generator.state
-        _random.generator().bit_generator.state = self.rng_state  # same dropout masks
+        rng = _random.generator().bit_generator
+        now, rng.state = rng.state, self.rng_state  # the same dropout masks
         try:
             with autograd.enable_grad():
-                outs = self.fn(*inputs[:-1], *self.extra)
+                outs = self.fn(*inputs, *self.extra)
         finally:
-            _random.generator().bit_generator.state = now
+            rng.state = now
         outs = outs if isinstance(outs, tuple) else (outs,)
-        pieces = _unjoin(g, self.layout) if len(outs) > 1 else [g]
-        # Backpropagate all outputs at once through a weighted sum: d(sum <out_i, g_i>) = g_i.
-        total = None
-        for out, piece in zip(outs, pieces, strict=False):
-            if out.requires_grad:
-                term = (out * Tensor._wrap(piece)).sum()
-                total = term if total is None else total + term
-        if total is not None:
-            total.backward()
-        return tuple(x.grad if need else None for x, need in zip(inputs, self.needs, strict=False))
-
-
-def _unjoin(flat, layout):
-    """Cut a 1-D array or tensor back into the pieces `layout` lists (shape, dtype)."""
-    pieces, start = [], 0
-    for shape, _ in layout:
-        size = int(np.prod(shape))
-        pieces.append(flat[start : start + size].reshape(shape))
-        start += size
-    return pieces
+        pairs = [(o, g) for o, g in zip(outs, gs, strict=True) if g is not None]
+        pairs = [(o, g) for o, g in pairs if o._requires_grad]
+        wanted = [t for t, need in zip(inputs + list(self.reads), needs, strict=True) if need]
+        found = iter(
+            autograd.run_backward([o for o, _ in pairs], [g for _, g in pairs], capture=wanted)
+        )
+        return tuple(next(found) if need else None for need in needs)
 
 
 def checkpoint(fn, *inputs, extra=()):
@@ -72,11 +62,19 @@ def checkpoint(fn, *inputs, extra=()):
     inputs = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
     if not autograd.is_grad_enabled():
         return fn(*inputs, *extra)
-    # A constant that "requires grad" makes sure the node is recorded even when no input needs
-    # a gradient, since the parameters fn reads do (the recurrent weights, starting from h0=0).
-    anchor = Tensor(np.zeros(0), requires_grad=True)
-    joined = _Checkpoint.apply(*inputs, anchor, fn=fn, extra=tuple(extra))
-    layout = joined._node.layout
-    if len(layout) == 1:
-        return joined
-    return tuple(_unjoin(joined, layout))  # slicing a Tensor records the graph for each output
+    rng_state = _random.generator().bit_generator.state
+    with autograd.no_grad(), autograd.recording_reads() as reads:
+        outs = fn(*inputs, *extra)
+    mine = {id(x) for x in inputs}
+    read = tuple(t for i, t in reads.tensors.items() if i not in mine)
+    single = not isinstance(outs, tuple)
+    outs = (outs,) if single else outs
+    if not all(isinstance(o, Tensor) for o in outs):
+        raise TypeError(
+            "checkpoint: fn must return a tensor or a tuple of tensors, got "
+            + ", ".join(type(o).__name__ for o in outs)
+        )
+    result = _Checkpoint.apply(
+        *inputs, *read, fn=fn, extra=tuple(extra), outs=outs, reads=read, rng_state=rng_state
+    )
+    return result if single or isinstance(result, tuple) else (result,)

@@ -34,42 +34,17 @@ def _leaf(x, i: int, what: str) -> Tensor:
     return leaf
 
 
-def _reachable_leaves(outputs) -> list:
-    """The leaf tensors that a backward from `outputs` would write `.grad` into."""
-    seen, leaves, stack = set(), [], []
-    for o in outputs:
-        (stack.append(o._node) if o._node is not None else leaves.append(o))
-    while stack:
-        node = stack.pop()
-        for parent in getattr(node, "inputs", None) or ():
-            if parent is None or id(parent) in seen:
-                continue
-            seen.add(id(parent))
-            (stack.append(parent) if isinstance(parent, Function) else leaves.append(parent))
-    return leaves
-
-
 def _pull(outputs, cotangents, inputs) -> tuple:
-    """(sum_i cotangent_i^T d output_i / d input_j for each input j), leaving every other
-    leaf's .grad and hooks untouched (they are set aside while the engine runs)."""
-    mine = {id(x) for x in inputs}
-    others = [t for t in _reachable_leaves(outputs) if id(t) not in mine]
-    kept = [(t, t.grad, t._hooks) for t in others]
-    for t in others + list(inputs):
-        t.grad, t._hooks = None, None
-    try:
-        for o, ct in zip(outputs, cotangents, strict=True):
-            if o._requires_grad:
-                autograd.run_backward(o, ct, retain_graph=True)
-        grads = tuple(
-            Tensor._wrap(np.zeros_like(x.data) if x.grad is None else x.grad) for x in inputs
-        )
-    finally:
-        for t, g, hooks in kept:
-            t.grad, t._hooks = g, hooks
-        for x in inputs:
-            x.grad = None
-    return grads
+    """(sum_i cotangent_i^T d output_i / d input_j for each input j): the engine's backward
+    with the inputs captured, so no `.grad` and no hook of any tensor is touched."""
+    pairs = [(o, ct) for o, ct in zip(outputs, cotangents, strict=True) if o._requires_grad]
+    found = autograd.run_backward(
+        [o for o, _ in pairs], [ct for _, ct in pairs], retain_graph=True, capture=list(inputs)
+    )
+    return tuple(
+        Tensor._wrap(np.zeros_like(x.data) if g is None else g)
+        for x, g in zip(inputs, found, strict=True)
+    )
 
 
 def vjp(fn, *primals, has_aux: bool = False):

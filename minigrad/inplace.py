@@ -73,7 +73,7 @@ def setitem(x, index, value) -> None:
         x.data[index] = value.data
         bump_version(x)
         return
-    if autograd._state.tracer is not None:
+    if autograd.is_tracing():
         raise RuntimeError(
             "setitem: index assignment inside a function traced by mg.fuse is not supported; "
             "build the result with mg.stack/mg.cat/mg.where instead"
@@ -129,7 +129,7 @@ def _rebind(x, new, name: str) -> None:
     The nodes that saved x's old array keep it untouched; x takes new memory and a fresh
     version counter. Tensors sharing x's memory would not follow, so they are refused.
     """
-    if autograd._state.tracer is not None:
+    if autograd.is_tracing():
         raise RuntimeError(
             f"{name}: in-place updates inside a function traced by mg.fuse are not supported; "
             "write it out of place (x = x + y)"

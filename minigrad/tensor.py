@@ -26,7 +26,7 @@ def _axis_args(axis, keepdims, dim, keepdim):
 
 class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
     # _vc: the version counter shared with views, made when first needed (autograd.py).
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_hooks", "_vc", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_hooks", "_vc", "__weakref__")
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not NumPy
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
@@ -48,6 +48,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         self.grad = None
         self._requires_grad = False
         self._node = None
+        self._index = 0  # which output of _node this is
         self._hooks = None
         self._vc = None
         self.requires_grad = requires_grad
@@ -60,6 +61,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         t.grad = None
         t._requires_grad = False
         t._node = None
+        t._index = 0
         t._hooks = None
         t._vc = None
         return t
@@ -106,7 +108,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad has shape {grad.shape}, tensor {self.shape}")
-        autograd.run_backward(self, grad, retain_graph=retain_graph)
+        autograd.run_backward([self], [grad], retain_graph=retain_graph)
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (truncated BPTT carries state this way)."""
@@ -123,7 +125,8 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
     def retain_grad(self) -> None:
         """Keep `.grad` on a non-leaf after backward (leaves always keep theirs)."""
         if self._node is not None:
-            self._node.retained = weakref.ref(self)
+            node = self._node
+            node.retained = (node.retained or ()) + ((self._index, weakref.ref(self)),)
 
     def register_hook(self, hook) -> None:
         """hook(grad) -> new grad of the same shape, or None; called when this tensor's
@@ -131,7 +134,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         if not self._requires_grad:
             raise RuntimeError("register_hook on a tensor that does not require grad")
         if self._node is not None:
-            self._node.hooks = (self._node.hooks or []) + [hook]
+            self._node.hooks = (self._node.hooks or ()) + ((self._index, hook),)
         else:
             self._hooks = (self._hooks or []) + [hook]
 
@@ -190,7 +193,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         dtype = dtypes.as_dtype(dtype)
         if dtype == self.dtype:
             return self
-        if (self._requires_grad or autograd._state.forward is not None) and dtype.kind == "f":
+        if (self._requires_grad or autograd.is_forward_mode()) and dtype.kind == "f":
             return Cast.apply(self, dtype=dtype)  # recorded, or its tangent follows (mg.jvp)
         return Tensor._wrap(self.data.astype(dtype))
 

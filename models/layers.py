@@ -17,9 +17,19 @@ forward(x, h0=None, lengths=None) -> (output, h_n), LSTM (output, (h_n, c_n)):
 
 Each layer runs in two parts. First the input's share of the gates for all T steps, as one
 (T*B, in) @ (in, G*H) matrix product; then a loop of T steps, each one h @ W_hh^T plus the
-cell's elementwise work. Backward is the generic `backward()` over the unrolled graph.
+cell's elementwise work (`_step`, the cell's equations in minigrad ops). The loop takes one
+of two routes:
+- `scan = True` (the default): the program of one step, traced once per shape by `mg.fuse`,
+  runs over the T steps as one graph node (`Fused.scan`), its gate arithmetic compiled into
+  one kernel (`fuse = True`, the default) or run op by op (`fuse = False`). Its backward runs
+  the engine's reverse step over the program's nodes T times, in reverse.
+- `scan = False`, and whenever a scan declines (under `mg.jvp`, inside another `mg.fuse`
+  trace): the explicit unroll, one graph node per op per step, the graph that `graph.view`
+  draws and the lessons teach.
+Either way BPTT is the engine's `backward()` over the same ops' backward rules.
 
-Variable lengths (`lengths[b]` = true length of sequence b, padded to T): at a padded step the
+Variable lengths (`lengths[b]` = true length of sequence b, padded to T): the padding of x is
+replaced by zeros first (a select, so NaN or inf there is never read), and at a padded step the
 state is carried unchanged (`h = where(valid, h_new, h)`) and the output is zero, so padding
 neither changes the state nor receives gradient, and h_n is each sequence's state at its own
 last step. The backward direction walks t = T-1 .. 0 with the same rule, so each sequence
@@ -81,12 +91,9 @@ class _RNNBase(nn.Module):
 
     gates = 1
     n_states = 1
-    # Fused, the time loop runs as one graph node (`Fused.scan`): the traced step's plan
-    # replayed on arrays, forward and backward. False replays the fused step as one node per
-    # time step instead. With lengths=, the node masks the padded steps itself (no `where`
-    # nodes in the graph) unless scan_padded is False.
+    # The time loop as one graph node running the step's program (see the module docstring);
+    # False unrolls it, one node per op per step.
     scan = True
-    scan_padded = True
 
     def __init__(
         self,
@@ -125,11 +132,10 @@ class _RNNBase(nn.Module):
         # Memory-efficient BPTT: keep the state every k steps and recompute the steps between
         # in backward (mg.checkpoint); k ~ sqrt(T) holds O(sqrt(T)) recurrent activations.
         self.checkpoint_every = checkpoint_every
-        # One step's elementwise gate arithmetic as one compiled node (mg.fuse); off, each op
-        # is its own node, as the equations are written.
+        # One step's elementwise gate arithmetic as one compiled kernel in the scanned program
+        # (mg.fuse); off, the program runs each op as it is written.
         self.fuse = bool(fuse)
-        self._fused_step = mg.fuse(self._step)
-        self._fused_sequence = mg.fuse(self._sequence)
+        self._program = mg.fuse(self._step)
         self.num_directions = 2 if bidirectional else 1
         G, H = self.gates, self.hidden_size
         for k in range(self.num_layers):
@@ -205,7 +211,12 @@ class _RNNBase(nn.Module):
         if T == 0:
             raise ValueError(f"{name}: the input has no time steps (shape {x.shape})")
         states = self._initial_states(h0, B, x.dtype, batched)
-        masks = None if lengths is None else lengths_mask(name, lengths, T, B)[0]
+        masks = None
+        if lengths is not None:
+            masks, arr = lengths_mask(name, lengths, T, B)
+            if any(m is not None for m in masks):  # the padding is never read, whatever it holds
+                valid = np.arange(T)[:, None, None] < arr[None, :, None]
+                x = mg.where(valid, x, 0.0)
 
         D = self.num_directions
         finals = []
@@ -262,43 +273,30 @@ class _RNNBase(nn.Module):
         gi = F.linear(x, w_ih, self._input_bias(b_ih, b_hh))
         recurrent = self._recurrent(w_hh, b_hh)
         hi = lo + x.shape[0]
-        if self.fuse and self.scan and (masks is None or self.scan_padded):  # one node
-            part = None if masks is None else masks[lo:hi]
-            result = self._fused_step.scan(gi, state, recurrent, reverse=d == 1, masks=part)
+        part = None if masks is None else masks[lo:hi]
+        if self.scan:  # one node for the whole loop
+            result = self._program.scan(
+                gi, state, recurrent, reverse=d == 1, masks=part, fused=self.fuse
+            )
             if result is not None:
                 return result
-        if masks is None and self.fuse:
-            return self._fused_sequence(gi, d == 1, state, recurrent)
         times = range(lo, hi) if d == 0 else range(hi - 1, lo - 1, -1)
         outputs, state = self._unroll(gi, times, lo, state, recurrent, masks)
         return (mg.stack(outputs), *state)
 
-    def _sequence(self, gi, reverse, state, recurrent):
-        """Every step over gi (T, B, G*H), no masks: (outputs (T, B, H), *final state).
-
-        Fused as a whole (mg.fuse traces all T steps once per shape), so each step is one
-        graph node: its slice of gi, W_hh h and the gate arithmetic together.
-        """
-        T = gi.shape[0]
-        times = range(T - 1, -1, -1) if reverse else range(T)
-        outputs, state = self._unroll(gi, times, 0, state, recurrent, None, self._step)
-        return (mg.stack(outputs), *state)
-
-    def _unroll(self, gi, times, first, state, recurrent, masks, step=None):
-        """The steps `times` (in processing order) with gi[t - first] the projected input at t.
-        Returns the outputs in time order and the final state."""
+    def _unroll(self, gi, times, first, state, recurrent, masks):
+        """The steps `times` (in processing order) with gi[t - first] the projected input at t,
+        each op its own graph node. Returns the outputs in time order and the final state."""
         outputs = [None] * len(times)
-        if step is None:  # the masked path fuses step by step (masks cannot be traced)
-            step = self._fused_step if self.fuse else self._step
         for t in times:
             mask = None if masks is None else masks[t]
             if mask is None:
-                state = step(gi[t - first], state, recurrent)
+                state = self._step(gi[t - first], state, recurrent)
                 outputs[t - first] = state[0]
             elif not mask.any():  # every sequence has ended: nothing to compute
                 outputs[t - first] = mg.zeros_like(state[0])
             else:
-                new = step(gi[t - first], state, recurrent)
+                new = self._step(gi[t - first], state, recurrent)
                 state = tuple(mg.where(mask, n, s) for n, s in zip(new, state, strict=True))
                 outputs[t - first] = mg.where(mask, new[0], 0.0)
         return outputs, state

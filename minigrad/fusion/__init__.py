@@ -8,9 +8,9 @@ maximal run of elementwise ops (those with `scalar` templates) producing one sha
 their inputs whole, broadcast, or as last-axis slices (what `chunk` and `split` make),
 recomputing a cheap producer of a slice slice by slice. Each group becomes one graph node
 (`node.py`) whose forward and backward are generated Numba loops (`codegen.py`), and which
-also runs a matmul or slice that feeds only it; every other op is replayed as itself. Every
-call, the first included, replays that plan: an LSTM step of 16 nodes becomes one fused node
-(plus two views for h and c), its gate arithmetic one pass each way.
+also runs a matmul or slice that feeds only it; every other op is replayed as itself. A call
+replays that plan when it fused something (else calling `fn` costs less): an LSTM step of 16
+nodes becomes one fused node with two outputs, h and c, its gate arithmetic one pass each way.
 
 As with any tracing JIT, the function must be a fixed sequence of ops on its arguments:
 - Python control flow is decided at trace time: a branch on a tensor's values is not retraced.
@@ -71,28 +71,30 @@ class Fused:
             )
         if autograd.is_tracing():  # inside another trace: be part of it
             return self.fn(*args)
-        if autograd._state.forward is not None:  # mg.jvp: the plain ops have tangent rules
+        if autograd.is_forward_mode():  # mg.jvp: the plain ops have tangent rules
             return self.fn(*args)
         flat, plan = self._plan(args)
         if not plan.fuses:  # nothing to fuse: calling fn costs less than replaying its ops
             return self.fn(*args)
         return plan.run(flat)
 
-    def scan(self, xs, state, extra=None, reverse: bool = False, masks=None):
+    def scan(self, xs, state, extra=None, reverse: bool = False, masks=None, fused=True):
         """Run `state = fn(xs[t], state, extra)` for t over xs's first axis as one graph node
         (scan.py): (every step's state[0] stacked in time order, *the final state); None if
         this function cannot be scanned (scan_reason), so the caller steps it itself. masks:
-        per step None or a boolean array; where False, the state is kept and the output 0."""
-        return scan(self, xs, tuple(state), extra, reverse, masks)
+        per step None or a boolean array; where False, the state is kept and the output 0.
+        fused=False scans the traced ops as they are, with no compiled kernel."""
+        return scan(self, xs, tuple(state), extra, reverse, masks, fused)
 
     def explain(self, *args, kernels: bool = False) -> str:
         """The plan for these arguments as text (tracing them if no call has yet): its slots,
         steps and fused nodes; with kernels=True also the generated source of the loops."""
         return self._plan(args)[1].explain(kernels=kernels)
 
-    def _plan(self, args):
-        """The tensors of args, flattened, and the plan for their signature (traced if new)."""
-        flat, key = [], []
+    def _plan(self, args, fused: bool = True):
+        """The tensors of args, flattened, and the plan for their signature (traced if new);
+        fused=False: the plan of the traced ops alone, no kernels."""
+        flat, key = [], [fused]
         _flatten(args, flat, key)
         ids = [id(t) for t in flat]
         if len(set(ids)) != len(ids):  # one tensor passed twice: a plan of its own
@@ -100,10 +102,10 @@ class Fused:
         key = tuple(key)
         plan = self.plans.get(key)
         if plan is None:
-            plan = self.plans[key] = self._trace(args, flat)
+            plan = self.plans[key] = self._trace(args, flat, fused)
         return flat, plan
 
-    def _trace(self, args, flat):
+    def _trace(self, args, flat, fused: bool):
         """Record fn's ops on stand-ins for the tensor arguments (so that a tensor fn also
         reads from a closure stays captured, not tied to an argument), then restore the
         random generator, so that replaying the plan draws what the trace drew."""
@@ -119,7 +121,7 @@ class Fused:
                 result = self.fn(*_substitute(args, stand_ins))
         finally:
             rng.state = rng_state
-        return Plan(self.fn, [stand_ins[id(t)] for t in flat], records, result)
+        return Plan(self.fn, [stand_ins[id(t)] for t in flat], records, result, fused)
 
 
 def _substitute(args, stand_ins):

@@ -1,4 +1,5 @@
-"""A fused group at run time: its compiled loops, the node that runs them, its stacked outputs."""
+"""A fused group at run time: its compiled loops (`FusedKernel`, a step of a plan) and the
+graph node that runs them (`FusedOp`, a node of one output per group result)."""
 
 from __future__ import annotations
 
@@ -6,33 +7,19 @@ import numpy as np
 
 from .. import autograd
 from ..autograd import Function
-from ..ops.shape import GetItem
-from ..tensor import Tensor as _Tensor
 from . import codegen
 
 
-def unstack(y, i):
-    """y[i] for a fused node's stacked outputs: GetItem's node, made without apply's
-    generality (this runs for every output of every fused call). A view of y's memory, so it
-    shares y's version counter, as GetItem.apply's result would."""
-    data = y.data
-    t = _Tensor._wrap(data[i])
-    autograd.share_version_with_view((y,), t)
-    if y._node is not None:
-        node = GetItem()
-        node.index, node.in_shape = i, data.shape
-        node.inputs, node.shapes, node.needs = [y._node], (data.shape,), (True,)
-        t._requires_grad = True
-        t._node = node
-    return t
-
-
 class FusedKernel:
-    """One group's compiled loops and how to hand them its arrays.
+    """One group's compiled loops and how to hand them its arrays: a step of a plan.
 
-    Its node's inputs are `input_slots`: first the inputs of absorbed producer ops (whose
-    forward and backward it runs itself), then one per leaf the loops read directly.
+    Like every step (trace.Op too), it reads the slots `ins` and writes the slots `outs` by
+    `cls.apply(*ins, **kwargs)`, here a `FusedOp` node. Its `ins` are first the inputs of
+    absorbed producer ops (whose forward and backward it runs itself, their saved arrays
+    guarded as any node's), then one per leaf the loops read directly.
     """
+
+    cls = None  # FusedOp, set below
 
     def __init__(self, group, values):
         self.shape = group.shape
@@ -76,7 +63,7 @@ class FusedKernel:
             for kind, s, width in leaves
         ]
         self.prologue = []  # (op class, kwargs, positions of its inputs, output slot)
-        self.out_slots = list(group.outputs)
+        self.outs = list(group.outputs)
         self.n_saved = len(self.spec.saved_vars())
         # Backward is handed only the leaves it reads (not an LSTM's (B, 4H) pre-activations);
         # for the others a one-element array of the same dimensions, which it never reads.
@@ -91,6 +78,10 @@ class FusedKernel:
         self._forward = None
         self._backward = {}
 
+    @property
+    def kwargs(self) -> dict:
+        return {"kernel": self}
+
     def absorb(self, op) -> None:
         """Run `op` (a trace.Op whose result only this kernel reads) inside the node."""
         self.prologue.append((op.cls, op.kwargs, op.ins, op.out))
@@ -99,12 +90,12 @@ class FusedKernel:
 
     def explain(self) -> str:
         g = self.group
-        outs = ", ".join(f"s{s}" for s in self.out_slots)
+        outs = ", ".join(f"s{s}" for s in self.outs)
         lines = [f"fused node -> {outs}: {g.dtype} loops over {g.shape} (R={self.R}, C={self.C})"]
         for cls, kwargs, in_slots, s in self.prologue:
             args = [f"s{i}" for i in in_slots] + [f"{k}={v!r}" for k, v in kwargs.items()]
             lines.append(f"    first runs s{s} = {cls.__name__}({', '.join(args)})")
-        lines.append("    node inputs: " + ", ".join(f"s{s}" for s in self.input_slots))
+        lines.append("    node inputs: " + ", ".join(f"s{s}" for s in self.ins))
         # Variables as the generated loops name them (renamed in order of appearance).
         names = self.var_names
         lines += [f"    {names[var]} = {r}" for var, r in g.reads.items()]
@@ -117,10 +108,10 @@ class FusedKernel:
 
     def _layout(self):
         made = {s: j for j, (_, _, _, s) in enumerate(self.prologue)}
-        self.input_slots, self.calls = [], []
+        self.ins, self.calls = [], []
         for cls, kwargs, in_slots, _ in self.prologue:
-            start = len(self.input_slots)
-            self.input_slots += in_slots
+            start = len(self.ins)
+            self.ins += in_slots
             self.calls.append((cls, kwargs, range(start, start + len(in_slots))))
         # Each leaf comes from a prologue op (j, None) or is an input of the node (None, pos).
         self.sources = []
@@ -128,8 +119,8 @@ class FusedKernel:
             if s in made:
                 self.sources.append((made[s], None))
             else:
-                self.sources.append((None, len(self.input_slots)))
-                self.input_slots.append(s)
+                self.sources.append((None, len(self.ins)))
+                self.ins.append(s)
 
     def forward(self, arrays, save):
         if self._forward is None:
@@ -143,7 +134,7 @@ class FusedKernel:
             (arrays[pos] if j is None else made[j]).reshape(shape)
             for (j, pos), shape in zip(self.sources, self.loop_shapes, strict=True)
         ]
-        R, C, k = self.R, self.C, len(self.out_slots)
+        R, C, k = self.R, self.C, len(self.outs)
         out = np.empty((k, R, C), dtype=self.dtype)
         scratch = np.empty((self.n_saved if save else 0, R, C), dtype=self.dtype)
         self._forward(R, C, *leaves, out, scratch, save)
@@ -178,8 +169,10 @@ class FusedKernel:
         calls = [(positions, tuple(needs[p] for p in positions)) for _, _, positions in self.calls]
         return kernel, routes, calls
 
-    def backward(self, g, saved, needs):
-        """Gradients for the node's inputs, given which of them need one."""
+    def backward(self, g, saved, needs, into=None):
+        """Gradients for the node's inputs, given which of them need one. g: (k, R, C), one
+        gradient per output. into: {input position: a zeroed array} to write that input's
+        gradient in (a scan's row of x's gradient), where its shape allows."""
         leaves, scratch, out, fns = saved
         plan = self._backward.get(needs)
         if plan is None:
@@ -187,10 +180,16 @@ class FusedKernel:
         kernel, routes, calls = plan
         dtype = self.dtype
         arrays = {}  # one zeroed array per leaf gradient the loop writes, in the kernel's order
-        for _, _, _, home in routes:
-            if home not in arrays:
+        for j, pos, _, home in routes:
+            buf = None if into is None or j is not None else into.get(pos)
+            if buf is not None and buf.size == np.prod(self.loop_shapes[home]):
+                arrays[home] = buf.reshape(self.loop_shapes[home])  # the caller's place for it
+            elif home not in arrays:
+                arrays[home] = None
+        for home, a in arrays.items():
+            if a is None:
                 arrays[home] = np.zeros(self.loop_shapes[home], dtype=dtype)
-        gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.out_slots), self.R, self.C)
+        gout = np.ascontiguousarray(g, dtype=dtype).reshape(len(self.outs), self.R, self.C)
         kernel(self.R, self.C, out, scratch, *leaves, *arrays.values(), gout)
 
         result = [None] * len(needs)
@@ -210,16 +209,30 @@ class FusedKernel:
 
 
 class FusedOp(Function):
-    """A group of elementwise ops as one node; several outputs come stacked on axis 0."""
+    """A group of elementwise ops as one node, with one output per result of the group."""
+
+    into = None  # see FusedKernel.backward
 
     def forward(self, *arrays, kernel=None):
         self.kernel = kernel
+        self.n_outputs = k = len(kernel.outs)
         result, self.saved = kernel.forward(arrays, autograd.is_grad_enabled())
-        return result
+        return result if k == 1 else tuple(result)
 
-    def backward(self, g):
-        return self.kernel.backward(g, self.saved, self.needs)
+    def backward(self, *gs):
+        kernel = self.kernel
+        if len(gs) == 1:
+            g = gs[0]
+        else:
+            shape = (len(gs), kernel.R, kernel.C)
+            g = np.empty(shape, kernel.dtype)
+            for i, gi in enumerate(gs):
+                g[i] = 0 if gi is None else gi.reshape(shape[1:])
+        return kernel.backward(g, self.saved, self.needs, self.into)
 
     @property
     def name(self) -> str:
         return f"Fused({self.kernel.names})"
+
+
+FusedKernel.cls = FusedOp

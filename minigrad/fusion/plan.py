@@ -17,7 +17,7 @@ from ..ops.matmul import Linear, MatMul
 from ..ops.shape import GetItem
 from . import codegen
 from .groups import Group, cut
-from .node import FusedKernel, FusedOp, unstack
+from .node import FusedKernel
 from .trace import Op, Trace, record
 
 # A group of fewer ops that reads no slices runs as those ops: for a tanh RNN's `gi + W h` and
@@ -28,11 +28,6 @@ MIN_OPS = 3
 # Ops a kernel may run inside its own node when nothing else reads their result. Deterministic
 # ones only: moving a random op would reorder the draws from the generator.
 _ABSORBABLE = (Linear, MatMul, GetItem)
-
-
-def _inputs(step) -> tuple:
-    """The slots a step reads."""
-    return step.ins if type(step) is Op else step.input_slots
 
 
 def keep_live(trace: Trace, steps: list) -> list:
@@ -67,7 +62,7 @@ def absorb_producers(steps: list, out_slots: list) -> list:
     node per time step instead of two, as a fused LSTM kernel does its matmul and gates."""
     uses = {}
     for step in steps:
-        for s in _inputs(step):
+        for s in step.ins:
             uses[s] = uses.get(s, 0) + 1
     for s in out_slots:
         uses[s] = uses.get(s, 0) + 1
@@ -76,12 +71,12 @@ def absorb_producers(steps: list, out_slots: list) -> list:
     for step in steps:
         if type(step) is Op:
             continue
-        for s in sorted(set(step.input_slots)):
+        for s in sorted(set(step.ins)):
             producer = made_by.get(s)
             if (
                 producer is not None
                 and producer.cls in _ABSORBABLE
-                and uses[s] == step.input_slots.count(s)
+                and uses[s] == step.ins.count(s)
             ):
                 step.absorb(producer)
                 absorbed.add(producer.index)
@@ -93,7 +88,7 @@ def schedule_frees(steps: list, out_slots: list) -> list:
     function drops its locals), except the results."""
     last_read = {}
     for i, step in enumerate(steps):
-        for s in _inputs(step):
+        for s in step.ins:
             last_read[s] = i
     frees = [[] for _ in steps]
     for s, i in last_read.items():
@@ -105,12 +100,15 @@ def schedule_frees(steps: list, out_slots: list) -> list:
 class Plan:
     """The trace of one call, cut into replayable steps: ops and fused kernels."""
 
-    def __init__(self, fn, flat, records, result):
+    def __init__(self, fn, flat, records, result, fused: bool = True):
         name = getattr(fn, "__qualname__", type(fn).__name__)
         self.trace = trace = record(name, flat, records, result)
         self.name, self.n_args = name, trace.n_args
         self.out_slots, self.out_type = trace.out_slots, trace.out_type
-        self.steps = absorb_producers(keep_live(trace, cut(trace)), trace.out_slots)
+        if fused:
+            self.steps = absorb_producers(keep_live(trace, cut(trace)), trace.out_slots)
+        else:  # the traced ops as they are (a scan of the unfused step)
+            self.steps = keep_live(trace, list(trace.ops))
         self.frees = schedule_frees(self.steps, trace.out_slots)
         self.fuses = any(type(step) is not Op for step in self.steps)
         self.template = [None] * len(trace.values)
@@ -128,15 +126,12 @@ class Plan:
                     f"{shape} to {t.data.shape} since it was traced"
                 )
         for step, done in zip(self.steps, self.frees, strict=True):
-            if type(step) is Op:
-                env[step.out] = step.cls.apply(*[env[i] for i in step.ins], **step.kwargs)
+            y = step.cls.apply(*[env[i] for i in step.ins], **step.kwargs)
+            if len(step.outs) == 1:
+                env[step.outs[0]] = y
             else:
-                y = FusedOp.apply(*[env[i] for i in step.input_slots], kernel=step)
-                if len(step.out_slots) == 1:
-                    env[step.out_slots[0]] = y
-                else:
-                    for i, s in enumerate(step.out_slots):
-                        env[s] = unstack(y, i)
+                for s, t in zip(step.outs, y, strict=True):
+                    env[s] = t
             for s in done:  # as a plain Python function would, drop what is no longer read
                 env[s] = None
         if self.out_type is None:

@@ -1,30 +1,33 @@
-"""A layer's whole time loop as one graph node: the plan of one fused step, scanned over T.
+"""A layer's whole time loop as one graph node: the program of one step, scanned over T.
 
 `scan(step, xs, state, extra)` runs `state = step(xs[t], state, extra)` for every t (backwards
 in time with reverse=True) and returns every step's first state, stacked in time order, and
-the final state. `step` is an `mg.fuse` function; what runs is the plan of its trace (plan.py)
-replayed on arrays: each op's `forward`, each fused kernel's loop and the matmul it absorbed,
-with no graph node, Tensor or view per step. The node saves what each step's ops saved, and
-its backward walks the steps in reverse through the same plan, the ops' own `backward`s and
-the kernels' generated backward loops: a small reverse-mode engine over the plan's slots.
+the final state: the outputs of one `Scan` node. `step` is an `mg.fuse` function; what runs is
+the plan of its trace (plan.py), a program of steps over slots, each step an op or a fused
+kernel (`step.cls.apply(*ins, **kwargs)` on the unrolled graph). Here each is made a node and
+run on arrays, with no Tensor, view or graph per time step.
 
-What leaves the node: the gradient of xs as one (T, ...) array; of the initial state; and of
-each weight the step reads (an argument or a captured tensor), summed over the T steps. A
-weight's T terms from a matrix product stay factors (autograd.ProductGrad) and become one
-product over T*B rows, as the engine does for the unrolled graph. When the step's kernel
-writes the same adjoint for x_t and a matmul's output (the LSTM's `x_t + W_hh h`), that product's
-left factor is x's (T, ...) gradient itself. Activations are released step by step as backward
-passes them (unless the graph is retained), and x's gradient is assembled after the loop, so
-the node's backward peaks no higher than the unrolled graph's.
+Backward is the engine's own reverse step. For t in reverse, each of the program's nodes goes
+through `autograd.reverse_step` (version checks, its backward rule) and its input gradients
+into a `gradients.Grads` table keyed by slot (ownership, lazy products, reduction to shape):
+what `backward()` does with the same nodes on the unrolled graph, driven by the program
+instead of the tape. What leaves the node: the gradient of xs, one (T, ...) array whose rows
+the steps write into directly; of the initial state; and of each weight the step reads (an
+argument or a captured tensor), summed over the T steps. A weight's T terms from a matrix
+product stay factors (gradients.ProductGrad) and become one product over T*B rows; where
+those factors are the rows of x's gradient and of the outputs, that product reads them in
+place. Each step's activations are released as soon as backward has passed it.
 
 With masks (padded batches: per step None, or a boolean array that is False where a sequence
-has ended), a masked step carries the state unchanged where the mask is False and outputs zero
-there, as `where(mask, new, old)` after the step would; a step masked everywhere is skipped.
+has ended), a masked step reads zeros for the ended sequences' inputs and carries their state
+unchanged, and outputs zero there: selects, never a multiplication by the mask, so whatever
+the padding holds (NaN included) contributes exactly nothing, forward or backward. A step
+masked everywhere is skipped.
 
 A step is scanned when it maps (x_t, state) to a state of the same shapes and dtype (which
 all states share) and neither forward mode (mg.jvp) nor another trace is active; otherwise
-`scan` returns None and the caller runs the steps one by one (`scan_reason` says why). What
-mg.fuse refuses to trace (an op taking a NumPy array) raises here as there.
+`scan` returns None and the caller unrolls the steps (`scan_reason` says why). What mg.fuse
+refuses to trace (an op taking a NumPy array) raises here as there.
 """
 
 from __future__ import annotations
@@ -32,66 +35,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import autograd
-from ..autograd import Function, ProductGrad
+from ..autograd import Function
+from ..gradients import Grads, dense, sum_to
 from ..tensor import Tensor as _Tensor
-from .trace import Op
 
 __all__ = ["scan", "scan_reason", "reason", "Scan"]
-
-
-def _dense(g):
-    return g if type(g) is np.ndarray else g.dense()
-
-
-def _add(grads: dict, owned: set, s, g) -> None:
-    """grads[s] += g; only arrays allocated here (owned) are written into."""
-    old = grads.get(s)
-    if old is None:
-        grads[s] = g
-    elif type(old) is ProductGrad and type(g) is ProductGrad:
-        if s not in owned:  # extend a copy: the first term may be another edge's object too
-            new = ProductGrad(None, None)
-            new.lefts, new.rights = list(old.lefts), list(old.rights)
-            old = grads[s] = new
-            owned.add(s)
-        old.extend(g)
-    else:
-        if type(old) is not np.ndarray or s not in owned:
-            old = grads[s] = np.array(_dense(old), copy=True)
-            owned.add(s)
-        old += _dense(g)
-
-
-def _ins(step) -> tuple:
-    return step.ins if type(step) is Op else step.input_slots
-
-
-def _whole(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether a and b are both the whole of one contiguous buffer (the same numbers)."""
-    root = b if b.base is None else b.base
-    return (
-        (a if a.base is None else a.base) is root
-        and a.size == b.size == root.size
-        and a.flags.c_contiguous
-        and b.flags.c_contiguous
-        and root.flags.c_contiguous
-    )
-
-
-def _joined(grad, rows: list, gx: np.ndarray, times):
-    """A weight's ProductGrad whose T left factors are the steps' gradients of x (the
-    LSTM's `W_hh h` shares its adjoint with x_t, and the kernel one array for both) becomes
-    one product whose left factor is gx, the array those rows are copied into."""
-    if type(grad) is not ProductGrad or len(grad.lefts) != len(times):
-        return grad
-    for left, t in zip(grad.lefts, times, strict=True):
-        row = rows[t]
-        if type(row) is not np.ndarray or not _whole(left, row):
-            return grad
-    order = sorted(range(len(times)), key=lambda k: times[k])
-    joined = ProductGrad(gx.reshape(-1, gx.shape[-1]), None)
-    joined.rights = [np.concatenate([grad.rights[k] for k in order])]
-    return joined
 
 
 def reason(plan, n_states: int) -> str | None:
@@ -105,7 +53,7 @@ def reason(plan, n_states: int) -> str | None:
         if t.shape != first.shape or t.dtype != first.dtype:
             return (
                 f"its states differ in shape or dtype ({t.shape} {t.dtype} against "
-                f"{first.shape} {first.dtype}): the scan stacks them into one array"
+                f"{first.shape} {first.dtype}): the scan carries them as one kind of array"
             )
     return None
 
@@ -113,7 +61,7 @@ def reason(plan, n_states: int) -> str | None:
 class _Program:
     """A plan as the scan runs it: which of its steps need gradients (from which of the
     step's x, states, other arguments and captured tensors need one), and each slot's shape
-    (op backwards return broadcast shapes, reduced here as the engine reduces them)."""
+    (backward rules return broadcast shapes, reduced here as the engine reduces them)."""
 
     def __init__(self, plan, n_states: int, requires: list):
         trace = plan.trace
@@ -128,67 +76,50 @@ class _Program:
             req[s] = r
         self.needs = []  # per step: the tuple of its inputs' needs, or None if it needs none
         for step in self.steps:
-            needs = tuple(req[i] for i in _ins(step))
+            needs = tuple(req[i] for i in step.ins)
             self.needs.append(needs if True in needs else None)
-            for s in [step.out] if type(step) is Op else step.out_slots:
+            for s in step.outs:
                 req[s] = True in needs
         self.needs_grad = any(needs is not None for needs in self.needs)
-        self.distinct_outs = len(set(self.out_slots)) == len(self.out_slots)
 
     def forward(self, env: list, save: bool):
-        """One step on the arrays of env (a fresh copy); what it saved, or None."""
+        """One time step on the arrays of env (a fresh copy): each step's node, run on
+        arrays; the nodes that backward will need, or None."""
         saved = [] if save else None
         for step, needs in zip(self.steps, self.needs, strict=True):
-            if type(step) is Op:
-                fn = step.cls()
-                env[step.out] = fn.forward(*[env[i] for i in step.ins], **step.kwargs)
-                if save:
-                    if needs is not None:
-                        fn.needs = needs
-                    saved.append(fn if needs is not None else None)
-                continue
-            y, rec = step.forward([env[i] for i in step.input_slots], save and needs is not None)
-            if len(step.out_slots) == 1:
-                env[step.out_slots[0]] = y
+            fn = step.cls()
+            out = fn.forward(*[env[i] for i in step.ins], **step.kwargs)
+            if len(step.outs) == 1:
+                env[step.outs[0]] = out
             else:
-                for i, s in enumerate(step.out_slots):
-                    env[s] = y[i]
+                for s, o in zip(step.outs, out, strict=True):
+                    env[s] = o
             if save:
-                saved.append(rec)
+                fn.needs = needs
+                saved.append(fn if needs is not None else None)
         return saved
 
-    def backward(self, grads: dict, saved: list, owned: set) -> dict:
-        """Through one step in reverse: grads maps slots to gradients (the step's results'
-        on entry, its arguments' and captured tensors' on return); owned: the slots whose
-        arrays may be written into."""
+    def backward(self, grads: Grads, nodes: list, release: bool, row) -> None:
+        """One time step in reverse: grads holds the gradients of the step's results on entry
+        and of its arguments and captured tensors on return. row: where x's gradient may be
+        written (a zeroed row of the (T, ...) gradient), or None."""
         shapes = self.shapes
         for k in range(len(self.steps) - 1, -1, -1):
-            rec, step, needs = saved[k], self.steps[k], self.needs[k]
-            if rec is None:
+            fn, step = nodes[k], self.steps[k]
+            if fn is None:
                 continue
-            if type(step) is Op:
-                g = grads.pop(step.out, None)
-                if g is None:
-                    continue
-                in_slots, in_grads = step.ins, rec.backward(_dense(g))
-            else:
-                outs = [grads.pop(s, None) for s in step.out_slots]
-                if all(g is None for g in outs):
-                    continue
-                if len(outs) == 1:
-                    gout = _dense(outs[0])
-                else:
-                    gout = np.empty((len(outs),) + shapes[step.out_slots[0]], step.dtype)
-                    for i, g in enumerate(outs):
-                        gout[i] = 0 if g is None else _dense(g)
-                in_slots, in_grads = step.input_slots, step.backward(gout, rec, needs)
-            for s, need, ig in zip(in_slots, needs, in_grads, strict=False):
-                if not need or ig is None:
-                    continue
-                if type(ig) is np.ndarray and ig.shape != shapes[s]:
-                    ig = autograd.sum_to(ig, shapes[s])
-                _add(grads, owned, s, ig)
-        return grads
+            gs = [grads.take(s) for s in step.outs]
+            if all(g is None for g in gs):
+                continue
+            if row is not None and 0 in step.ins:
+                fn.into = {step.ins.index(0): row}
+            g = dense(gs[0]) if len(gs) == 1 else tuple(None if g is None else dense(g) for g in gs)
+            in_grads = autograd.reverse_step(fn, g, release)
+            for s, need, ig in zip(step.ins, fn.needs, in_grads, strict=False):
+                if need and ig is not None:
+                    if type(ig) is np.ndarray and ig.shape != shapes[s]:
+                        ig = sum_to(ig, shapes[s])
+                    grads.add(s, ig)
 
 
 def _program(plan, n_states: int, requires: tuple) -> _Program:
@@ -199,40 +130,48 @@ def _program(plan, n_states: int, requires: tuple) -> _Program:
     return program
 
 
-def _prepare(step, xs, state, extra):
+def _prepare(step, xs, state, extra, fused: bool):
     """The step's plan for these arguments (traced if new) and its tensor arguments."""
     x0 = _Tensor._wrap(xs.data[0])
     x0._requires_grad = xs._requires_grad
     # Distinct stand-ins: the layers pass one zeros tensor as both h0 and c0.
     states = tuple(_Tensor._wrap(s.data) for s in state)
-    flat, plan = step._plan((x0, states, extra) if extra is not None else (x0, states))
-    return flat, plan
+    args = (x0, states, extra) if extra is not None else (x0, states)
+    return step._plan(args, fused)
 
 
-def scan_reason(step, xs, state, extra=None) -> str | None:
-    """Why `step.scan(xs, state, extra)` would decline (None if it would not): another trace
-    or forward mode active, or a step whose states cannot be stacked (see reason)."""
+def _declines() -> str | None:
     if autograd.is_tracing():
         return "inside another mg.fuse trace: the steps become part of it"
-    if autograd._state.forward is not None:
+    if autograd.is_forward_mode():
         return "forward mode (mg.jvp) is active: the ops run unfused with their tangent rules"
-    return reason(_prepare(step, xs, tuple(state), extra)[1], len(state))
+    return None
 
 
-def scan(step, xs, state, extra, reverse: bool = False, masks=None):
+def scan_reason(step, xs, state, extra=None, fused: bool = True) -> str | None:
+    """Why `step.scan(xs, state, extra)` would decline (None if it would not): another trace
+    or forward mode active, or a step whose states cannot be carried (see reason)."""
+    why = _declines()
+    if why is not None:
+        return why
+    return reason(_prepare(step, xs, tuple(state), extra, fused)[1], len(state))
+
+
+def scan(step, xs, state, extra, reverse: bool = False, masks=None, fused: bool = True):
     """(outputs (T, *S), *final state) of `state = step(xs[t], state, extra)` over t, as one
-    graph node, or None when the step cannot be scanned (then run it step by step).
+    graph node, or None when the step cannot be scanned (then unroll it step by step).
 
     step: an mg.fuse function of (x_t, state tuple, extra); xs: (T, ...); state: a tuple of
     tensors of one shape S; extra: a tensor or a tuple of tensors (the weights), or None.
     masks: None, or per time step None (every sequence valid) or a boolean array that
     broadcasts against S (a padded batch): where it is False the state is carried unchanged
     and the output is zero; a step where it is False everywhere is not computed.
+    fused=False runs the traced ops as they are, without compiled kernels.
     """
-    if autograd.is_tracing() or autograd._state.forward is not None:
+    if _declines() is not None:
         return None
     T, S = xs.shape[0], len(state)
-    flat, plan = _prepare(step, xs, state, extra)
+    flat, plan = _prepare(step, xs, state, extra, fused)
     if reason(plan, S) is not None:
         return None
     inputs = [xs, *state, *flat[1 + S :]]
@@ -251,17 +190,13 @@ def scan(step, xs, state, extra, reverse: bool = False, masks=None):
     program = _program(plan, S, requires)
     if masks is not None and all(m is None for m in masks):
         masks = None
-    y = Scan.apply(*inputs, *captured, program=program, T=T, reverse=bool(reverse), masks=masks)
-    node = y._node
-    if node is not None:  # the version guards are taken: keep only what backward reads
-        node.saved = node.saved[0]
-    return (y[:T], *[y[T + i] for i in range(S)])
+    return Scan.apply(*inputs, *captured, program=program, T=T, reverse=bool(reverse), masks=masks)
 
 
 class Scan(Function):
     """The node: inputs xs, the initial states, the step's other tensor arguments, then the
-    tensors its plan captured; its output stacks every step's first state (T rows, in time
-    order) and then the final states."""
+    tensors its plan captured; outputs every step's first state (T rows, in time order), then
+    the final states."""
 
     def forward(self, *arrays, program=None, T=0, reverse=False, masks=None):
         S, n = program.n_states, program.plan.n_args
@@ -269,96 +204,87 @@ class Scan(Function):
         base = [None] * len(program.shapes)
         for s, a in zip(program.captured, arrays[n:], strict=True):
             base[s] = a
-        y = np.empty((T + S,) + state[0].shape, dtype=state[0].dtype)
+        ys = np.empty((T,) + state[0].shape, dtype=state[0].dtype)
         save = autograd.is_grad_enabled() and program.needs_grad
-        saved = [None] * T
+        nodes = [None] * T
         outs = program.out_slots
         for t in range(T - 1, -1, -1) if reverse else range(T):
             m = None if masks is None else masks[t]
             if m is not None and not m.any():  # every sequence has ended: nothing to compute
-                y[t] = 0
+                ys[t] = 0
                 continue
             env = base[:]
-            env[0] = xs[t]
+            env[0] = xs[t] if m is None else np.where(m, xs[t], 0)  # padding never read
             env[1 : 1 + S] = state
             env[1 + S : n] = fixed
-            saved[t] = program.forward(env, save)
-            if m is not None:  # padded sequences keep their state and output zero
-                y[t] = np.where(m, env[outs[0]], 0)
+            nodes[t] = program.forward(env, save)
+            if m is not None:  # ended sequences keep their state and output zero
+                ys[t] = np.where(m, env[outs[0]], 0)
                 state = [np.where(m, env[s], old) for s, old in zip(outs, state, strict=True)]
                 continue
             state = [env[s] for s in outs]
-            y[t] = state[0]
-            state[0] = y[t]  # what the next step saves is then a view of y, not of a kernel's
-            # stacked outputs: those are freed step by step in backward
-        for i, s in enumerate(state):
-            y[T + i] = s
+            ys[t] = state[0]
+            state[0] = ys[t]  # what the next step saves is a row of ys: its products read
+            # the rows in place (gradients.ProductGrad)
         self.program, self.T, self.reverse, self.masks = program, T, reverse, masks
+        self.n_outputs = 1 + S
+        self.x, self.state = (xs.shape, xs.dtype), (state[0].shape, state[0].dtype)
         if save:
-            # With the inputs and output beside the steps' records, so that apply's version
-            # guards cover them; scan() then drops them, keeping the records only.
-            self.saved = (saved, [*arrays, y])
-        self.x = (xs.shape, xs.dtype)
-        return y
+            self.saved = nodes
+        return (ys, *[np.array(s, copy=True) for s in state])
 
-    def backward(self, g):
-        steps = self.saved
+    def backward(self, g_ys, *g_finals):
+        nodes, program, T = self.saved, self.program, self.T
         release = not autograd.is_retaining_graph()
-        program, T = self.program, self.T
         S, n = program.n_states, program.plan.n_args
-        carry = [g[T + i] for i in range(S)]
-        # Each step's gradient of x as its own array, joined into one at the end: the
-        # (T, ...) array is then allocated once the steps' activations are gone.
-        rows = [None] * T if self.needs[0] else None
-        totals, owned = {}, set()
+        zeros = np.zeros(*self.state)  # the gradient of a state nothing reached
+        carry = [zeros if g is None else g for g in g_finals]
+        gx = np.zeros(*self.x) if self.needs[0] else None  # each step writes its row
+        totals = Grads()
         weights = list(range(1 + S, n)) + program.captured
-        outs = program.out_slots
-        times = range(T) if self.reverse else range(T - 1, -1, -1)
-        masks = self.masks
-        for t in times:
+        outs, masks = program.out_slots, self.masks
+        for t in range(T) if self.reverse else range(T - 1, -1, -1):
             m, kept = None if masks is None else masks[t], None
-            if m is None:  # a new array: the only one the step may write into
-                top = [carry[0] + g[t], *carry[1:]]
+            if m is None:
+                top = [carry[0] if g_ys is None else carry[0] + g_ys[t], *carry[1:]]
             elif not m.any():  # not computed: the state passed through, the output was zero
                 continue
             else:  # the step's results reach the valid sequences; the rest carry on
                 top = [np.where(m, c, 0) for c in carry]
-                top[0] += np.where(m, g[t], 0)
+                if g_ys is not None:
+                    top[0] += np.where(m, g_ys[t], 0)
                 kept = [np.where(m, 0, c) for c in carry]
-            if program.distinct_outs:
-                grads = dict(zip(outs, top, strict=True))
-                mine = {outs[0]} if m is None else set(outs)
-            else:
-                grads, mine = {}, set()
-                for s, c in zip(outs, top, strict=True):
-                    _add(grads, mine, s, c)
-            grads = program.backward(grads, steps[t], mine)
+            grads = Grads()
+            for i, (s, c) in enumerate(zip(outs, top, strict=True)):
+                grads.add(s, c, own=(i == 0 and g_ys is not None) or kept is not None)
+            row = None if gx is None else gx[t]
+            program.backward(grads, nodes[t], release, row)
             if release:  # this step's activations, as soon as they are used
-                steps[t] = None
-            if rows is not None:
-                rows[t] = grads.pop(0, None)
+                nodes[t] = None
+            if gx is not None:
+                g0 = grads.take(0)
+                if g0 is not None and not _is_row(g0, row):
+                    gx[t] = dense(g0)
             carry = []
             for i in range(S):
-                c = grads.pop(1 + i, None)
-                c = np.zeros_like(g[T]) if c is None else _dense(c)
+                c = grads.take(1 + i)
+                c = zeros if c is None else dense(c)
                 carry.append(c if kept is None else c + kept[i])
             for s in weights:
-                c = grads.pop(s, None)
+                c = grads.take(s)
                 if c is not None:
-                    _add(totals, owned, s, c)
-        results = [totals.pop(s, None) for s in weights]
-        gx = None
-        if rows is not None:
-            gx = np.empty(*self.x)
-            results = [_joined(r, rows, gx, times) for r in results]
-            for t in range(T):
-                row, rows[t] = rows[t], None
-                if row is None:
-                    gx[t] = 0
-                else:
-                    gx[t] = _dense(row)
-        return [gx, *carry, *results]
+                    totals.add(s, c)
+        return [gx, *carry, *[totals.take(s) for s in weights]]
 
     @property
     def name(self) -> str:
         return f"Scan({self.program.plan.name})"
+
+
+def _is_row(g, row) -> bool:
+    """Whether the gradient g is the row of x's gradient itself (the step wrote it there)."""
+    return (
+        type(g) is np.ndarray
+        and g.size == row.size
+        and g.__array_interface__["data"][0] == row.__array_interface__["data"][0]
+    )

@@ -26,6 +26,10 @@ class Op(NamedTuple):
     kwargs: dict
     out: int
 
+    @property
+    def outs(self) -> tuple:
+        return (self.out,)
+
     def __str__(self) -> str:
         args = [f"s{i}" for i in self.ins] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"s{self.out} = {self.cls.__name__}({', '.join(args)})"
