@@ -453,7 +453,8 @@ def _run_backward(tensors, seeds, retain_graph: bool, capture):
             g = _run_hooks(node, g)
         in_grads = reverse_step(node, g, release)
         indices = node.indices
-        for k, (parent, shape, ig) in enumerate(zip(node.inputs, node.shapes, in_grads)):
+        edges = zip(node.inputs, node.shapes, in_grads, strict=False)
+        for k, (parent, shape, ig) in enumerate(edges):
             if parent is None:
                 continue
             if ig is None:  # no gradient on this edge; the parent must still count it as done
@@ -483,9 +484,11 @@ def _finish(end, grads: Grads, wanted: dict, found: list, capture) -> None:
         # communicating this gradient while backward goes on.
         _accumulate_leaf(end, grads.take(end))
         return
-    keys = [end] if not isinstance(end, Function) or end.n_outputs == 1 else [
-        (end, i) for i in range(end.n_outputs)
-    ]
+    keys = (
+        [end]
+        if not isinstance(end, Function) or end.n_outputs == 1
+        else [(end, i) for i in range(end.n_outputs)]
+    )
     for key in keys:
         g = grads.take(key)
         for i in wanted.get(key, ()) if g is not None else ():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .autograd import Function
 from .forward_ad import _flatten_outputs, _rebuild, jvp
 from .tensor import Tensor
 

@@ -26,7 +26,9 @@ def _axis_args(axis, keepdims, dim, keepdim):
 
 class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
     # _vc: the version counter shared with views, made when first needed (autograd.py).
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_hooks", "_vc", "__weakref__")
+    # _index: which output of `_node` this tensor is (a node may have several).
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_hooks", "_vc")
+    __slots__ += ("__weakref__",)
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not NumPy
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):

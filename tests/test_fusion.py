@@ -778,7 +778,7 @@ OPTIONS = {  # layer arguments, lengths, whether to pass h0
 def test_layers_fuse_by_default():
     for make in LAYERS.values():
         layer = make()
-        assert layer.fuse is True and layer.scan is True and layer.scan_padded is True
+        assert layer.fuse is True and layer.scan is True
     assert LSTM(IN, H, fuse=False).fuse is False
 
 
@@ -798,14 +798,16 @@ def _layer_run(layer, x, h0, lengths):
     return [out.data, *[s.data for s in states]], grads, n_fused
 
 
-@pytest.mark.parametrize("scan", [True, False], ids=["scan", "per_step"])
+@pytest.mark.parametrize("fuse", [True, False], ids=["scan", "scan_unfused"])
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_fused_layers_equal_unfused(kind, option, scan, default_float64, monkeypatch):
+def test_scanned_layers_equal_the_unrolled_graph(kind, option, fuse, default_float64, monkeypatch):
+    """The layer's two routes: the step's program scanned over time (its gate arithmetic
+    fused, or op by op) against the explicit unroll, one graph node per op per step."""
     kwargs, lengths, with_h0 = OPTIONS[option]
     mg.manual_seed(0)
     layer = LAYERS[kind](**kwargs)
-    layer.scan = layer.scan_padded = scan
+    layer.fuse = fuse
     rng = np.random.default_rng(19)
     x = rng.uniform(-1, 1, (T, 3, IN))
     L = layer.num_layers * layer.num_directions
@@ -818,32 +820,28 @@ def test_fused_layers_equal_unfused(kind, option, scan, default_float64, monkeyp
             return _forward(self, *arrays, **kwargs)
 
         monkeypatch.setattr(cls, "forward", counted)
-    assert layer.fuse
-    fused, fused_grads, n_fused = _layer_run(layer, x, h0, lengths)
+    assert layer.scan
+    scanned, scanned_grads, _ = _layer_run(layer, x, h0, lengths)
     # An RNN step is two elementwise ops (add, tanh or relu): fewer than fusion.MIN_OPS, so
-    # its plan replays them as they are; the gated cells become one fused node per step. With
-    # scan, each layer and direction (and checkpointed segment) is one Scan node running it.
+    # its plan runs them as they are; the gated cells' plans have one fused kernel, run once
+    # per step inside each layer's and direction's (and checkpointed segment's) Scan node.
     gated = kind not in ("rnn_tanh", "rnn_relu")
-    scanned = scan  # lengths= too: the scan masks the padded steps
-    if scanned:
-        assert len(calls[fusion.Scan]) >= L and not calls[FusedOp]
-    elif gated:
-        assert len(calls[FusedOp]) >= T * L and not calls[fusion.Scan]
+    assert len(calls[fusion.Scan]) >= L
+    if fuse and gated:
+        assert len(calls[FusedOp]) >= T * L
     else:
-        assert fusion.MIN_OPS > 2 and not calls[FusedOp] and not calls[fusion.Scan]
+        assert fusion.MIN_OPS > 2 and not calls[FusedOp]
     calls[FusedOp].clear()
     calls[fusion.Scan].clear()
-    layer.fuse = False
+    layer.scan = False
     ref, ref_grads, n_ref = _layer_run(layer, x, h0, lengths)
     assert not calls[FusedOp] and not calls[fusion.Scan]
-    assert_all_close(fused, ref, 1e-12, f"{kind} {option} outputs")
-    assert_all_close(fused_grads, ref_grads, 1e-12, f"{kind} {option} gradients")
+    assert_all_close(scanned, ref, 1e-12, f"{kind} {option} outputs")
+    assert_all_close(scanned_grads, ref_grads, 1e-12, f"{kind} {option} gradients")
     assert n_ref == 0
-    if "checkpoint_every" not in kwargs and gated and not scanned:  # (a segment: one node)
-        assert n_fused >= T  # at least one fused node per step
-    if lengths is not None:  # the fused layer's outputs past each sequence's end are zero
+    if lengths is not None:  # the outputs past each sequence's end are zero
         for b, n in enumerate(lengths):
-            assert not fused[0][n:, b].any()
+            assert not scanned[0][n:, b].any()
 
 
 # ----- 7. the generated source --------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import minigrad as mg
 import minigrad.nn as nn
 import minigrad.nn.functional as F
-from minigrad import fusion
+from minigrad import fusion, gradients
 from minigrad.autograd import ProductGrad
 from models import LSTM
 from models.cells import gru_step, lstm_step
@@ -181,7 +181,7 @@ def test_steps_the_scan_declines():
     xs = mg.tensor(rng.standard_normal((T, B, H)), requires_grad=True)
     h0, s0, w = mg.zeros(B, H), mg.zeros(B, 1), mg.tensor(rng.standard_normal((H, H)))
     fused = mg.fuse(mixed)
-    assert "stacks them into one array" in fusion.scan_reason(fused, xs, (h0, s0), w)
+    assert "carries them as one kind of array" in fusion.scan_reason(fused, xs, (h0, s0), w)
     assert fused.scan(xs, (h0, s0), w) is None
 
     # Under forward mode (mg.jvp) the step's ops run unfused, with their tangent rules.
@@ -253,17 +253,18 @@ def test_masked_steps_keep_the_state_and_output_zero(reverse):
 
 
 def test_the_recurrent_weight_gradient_is_one_product_over_the_input_gradient():
-    # The LSTM kernel writes the one adjoint of `x + W_hh h` once; W_hh's T gradient terms
-    # then are the rows of x's gradient, and the node hands W_hh one product over T*B rows
-    # whose left factor is that (T, B, 4H) array itself (no copy of the T factors).
+    # The LSTM kernel writes the one adjoint of `x + W_hh h` once, into the row of x's
+    # gradient the scan hands it; W_hh's T gradient terms then are those rows, and the
+    # product reads them in place: one product over T*B rows, no copy of the T factors.
     fused = mg.fuse(lstm)
     xs, state, w = inputs("lstm", np.random.default_rng(11))
     out = fused.scan(xs, state, w)[0]
-    node = out._node.inputs[0]
+    node = out._node
     assert isinstance(node, fusion.Scan)
-    gx, _, _, gw = node.backward(np.ones((T + 2, B, H)))
-    assert type(gw) is ProductGrad and len(gw.lefts) == 1
-    assert gw.lefts[0].base is gx and gw.lefts[0].shape == (T * B, 4 * H)
+    gx, _, _, gw = node.backward(np.ones((T, B, H)), None, None)
+    assert type(gw) is ProductGrad and len(gw.lefts) == T
+    rows, _ = gradients._adjacent(gw.lefts)
+    assert rows.base is gx and rows.shape == (T * B, 4 * H)
 
 
 def test_a_captured_tensor_that_changed_shape_is_refused():

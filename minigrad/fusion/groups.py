@@ -52,6 +52,13 @@ class Group:
     outputs: list = field(default_factory=list)  # slots that later steps or the caller use
     made: set = field(default_factory=set)  # the members' variables
 
+    def __str__(self) -> str:
+        outs = ", ".join(f"s{s}" for s in self.outputs)
+        lines = [f"group over {self.shape} {self.dtype}" + (f" -> {outs}" if outs else "")]
+        lines += [f"    {var} = {r}" for var, r in self.reads.items()]
+        lines += [f"    {m}" for m in self.members]
+        return "\n".join(lines)
+
     def add(self, member: Member, op: Op | None = None) -> None:
         self.members.append(member)
         self.made.add(member.out)

@@ -8,10 +8,13 @@
     schedule_frees    after each step, the slots no later step reads      -> [[slot]]
 
 Each pass is a function of the previous one's result, and every walk is a loop over the steps
-or an explicit stack (never recursion), linear in the size of the trace.
+or an explicit stack (never recursion), linear in the size of the trace. Every stage prints
+with one printer, `show`; with MINIGRAD_DEBUG=plan each new plan prints after every pass.
 """
 
 from __future__ import annotations
+
+import os
 
 from ..ops.matmul import Linear, MatMul
 from ..ops.shape import GetItem
@@ -97,19 +100,49 @@ def schedule_frees(steps: list, out_slots: list) -> list:
     return frees
 
 
+def show(stage) -> str:
+    """Any stage of planning as text: a Trace, a list of steps (Op, Group, FusedKernel), a
+    list of frees, a Plan."""
+    if not isinstance(stage, list):
+        return str(stage)
+    lines = []
+    for k, step in enumerate(stage):
+        if isinstance(step, list):  # schedule_frees: the slots dropped after step k
+            text = "drop " + ", ".join(f"s{s}" for s in sorted(step)) if step else "drop nothing"
+        else:
+            text = step.explain() if isinstance(step, FusedKernel) else str(step)
+        first, *rest = text.splitlines()
+        lines += [f"  [{k}] {first}"] + [" " * 5 + line for line in rest]
+    return "\n".join(lines)
+
+
+def _debug_plan() -> bool:
+    return "plan" in os.environ.get("MINIGRAD_DEBUG", "").split(",")
+
+
+def _after(name: str, stage, of: str):
+    """A pass's result, printed under MINIGRAD_DEBUG=plan, as tinygrad names each rewrite."""
+    if _debug_plan():
+        print(f"--- mg.fuse({of}) after {name}:\n{show(stage)}", flush=True)
+    return stage
+
+
 class Plan:
     """The trace of one call, cut into replayable steps: ops and fused kernels."""
 
     def __init__(self, fn, flat, records, result, fused: bool = True):
         name = getattr(fn, "__qualname__", type(fn).__name__)
-        self.trace = trace = record(name, flat, records, result)
+        self.trace = trace = _after("record", record(name, flat, records, result), name)
         self.name, self.n_args = name, trace.n_args
         self.out_slots, self.out_type = trace.out_slots, trace.out_type
         if fused:
-            self.steps = absorb_producers(keep_live(trace, cut(trace)), trace.out_slots)
+            steps = _after("cut", cut(trace), name)
+            steps = _after("keep_live", keep_live(trace, steps), name)
+            steps = _after("absorb_producers", absorb_producers(steps, trace.out_slots), name)
         else:  # the traced ops as they are (a scan of the unfused step)
-            self.steps = keep_live(trace, list(trace.ops))
-        self.frees = schedule_frees(self.steps, trace.out_slots)
+            steps = _after("keep_live", keep_live(trace, list(trace.ops)), name)
+        self.steps = steps
+        self.frees = _after("schedule_frees", schedule_frees(steps, trace.out_slots), name)
         self.fuses = any(type(step) is not Op for step in self.steps)
         self.template = [None] * len(trace.values)
         self.externals = [(s, trace.values[s], trace.values[s].shape) for s in trace.externals]
@@ -152,11 +185,8 @@ class Plan:
             lines.append("  captured:  " + ", ".join(trace.describe(s) for s in trace.externals))
         sources = {}
         for k, (step, done) in enumerate(zip(self.steps, self.frees, strict=True)):
-            if type(step) is Op:
-                lines.append(f"  [{k}] {step}")
-            else:
-                first, *rest = step.explain().splitlines()
-                lines += [f"  [{k}] {first}"] + [" " * 5 + line for line in rest]
+            lines.append(show([step]).replace("  [0]", f"  [{k}]", 1))
+            if isinstance(step, FusedKernel):
                 sources.setdefault(step.spec, step)
             if done:
                 lines.append("       then drop " + ", ".join(f"s{s}" for s in sorted(done)))
@@ -174,4 +204,4 @@ class Plan:
         return f"<Plan of {self.name}: {len(self.steps)} steps>"
 
 
-__all__ = ["MIN_OPS", "Plan", "Group", "keep_live", "absorb_producers", "schedule_frees"]
+__all__ = ["MIN_OPS", "Plan", "Group", "show", "keep_live", "absorb_producers", "schedule_frees"]

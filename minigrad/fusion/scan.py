@@ -111,8 +111,8 @@ class _Program:
             gs = [grads.take(s) for s in step.outs]
             if all(g is None for g in gs):
                 continue
-            if row is not None and 0 in step.ins:
-                fn.into = {step.ins.index(0): row}
+            if row is not None and 0 in step.ins:  # the first writer of x's gradient only:
+                fn.into, row = {step.ins.index(0): row}, None  # the others add to it
             g = dense(gs[0]) if len(gs) == 1 else tuple(None if g is None else dense(g) for g in gs)
             in_grads = autograd.reverse_step(fn, g, release)
             for s, need, ig in zip(step.ins, fn.needs, in_grads, strict=False):

@@ -54,6 +54,16 @@ class Trace:
     out_slots: list = field(default_factory=list)  # the function's results
     out_type: type | None = None  # tuple or list if it returned several, else None
 
+    def __str__(self) -> str:
+        lines = [f"trace of {self.name}: {len(self.ops)} ops"]
+        lines.append("  arguments: " + ", ".join(self.describe(s) for s in range(self.n_args)))
+        if self.externals:
+            lines.append("  captured:  " + ", ".join(self.describe(s) for s in self.externals))
+        lines += [f"  {op}" for op in self.ops]
+        outs = ", ".join(f"s{s}" for s in self.out_slots)
+        lines.append(f"  returns {outs}" if self.out_type is None else f"  returns ({outs})")
+        return "\n".join(lines)
+
     def describe(self, s: int) -> str:
         t = self.values[s].data
         return f"s{s} {t.shape} {t.dtype}"
