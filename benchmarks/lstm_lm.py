@@ -6,9 +6,9 @@
 Embedding(65, 64) -> LSTM/GRU/RNN(64, H) -> Linear(H, 65), mean cross-entropy over B*T tokens,
 backward, SGD update; B=32, T=64, float32. Peers, all from the same initial weights:
 - minigrad: models.LanguageModel, the cell a plain composition of ops, BPTT = backward();
-  fused (the layer's default: the time loop as one scan node running the fused step's plan),
-  per step (scan=False: the fused step replayed as one graph node per time step) and unfused
-  (fuse=False: one graph node per op);
+  the layer's default (the time loop as one scan node running the step's program, its gate
+  arithmetic one fused kernel), the scan unfused (fuse=False: the program's ops as they are)
+  and the explicit unroll (scan=False: one graph node per op per step);
 - NumPy: the BPTT written by hand (benchmarks/numpy_baseline.py), zero framework overhead;
 - PyTorch's fused torch.nn.LSTM/GRU/RNN, when torch is installed (an optional peer).
 Before timing, each configuration checks in float64 that minigrad's loss and gradients equal
@@ -171,10 +171,10 @@ def time_peers(cell, H, repeat, use_torch):
     targets = rng.integers(0, V, (T, B))
     model, params = make_minigrad(cell, H, mg.float32)
     unfused, _ = make_minigrad(cell, H, mg.float32, fuse=False)
-    per_step, _ = make_minigrad(cell, H, mg.float32, scan=False)
+    unrolled, _ = make_minigrad(cell, H, mg.float32, scan=False)
     peers = {
         "minigrad": lambda: minigrad_step(model, tokens, targets),
-        "per step": lambda: minigrad_step(per_step, tokens, targets),
+        "unrolled": lambda: minigrad_step(unrolled, tokens, targets),
         "unfused": lambda: minigrad_step(unfused, tokens, targets),
         "numpy": lambda: numpy_step(cell, params, tokens, targets, H, np.float32),
     }
@@ -219,8 +219,8 @@ def main(argv=None):
     else:
         configs = [(c, h) for c in (args.cells or ["lstm"]) for h in (args.hidden or [128])]
 
-    header = "| cell | H | minigrad ms | per-step fused ms | unfused ms | NumPy BPTT ms "
-    header += "| minigrad / NumPy | minigrad / per-step |"
+    header = "| cell | H | minigrad ms | unrolled ms | scan unfused ms | NumPy BPTT ms "
+    header += "| minigrad / NumPy | minigrad / unrolled |"
     rule = "|---|---|---|---|---|---|---|---|"
     if use_torch:
         header += " torch fused ms | minigrad / torch |"
@@ -233,9 +233,9 @@ def main(argv=None):
     for cell, H in configs:
         diff = max(check_equal(cell, H, use_torch), check_equal(cell, H, use_torch, False))
         t = time_peers(cell, H, args.repeat, use_torch)
-        row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['per step']:.1f} | {t['unfused']:.1f} "
+        row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['unrolled']:.1f} | {t['unfused']:.1f} "
         row += f"| {t['numpy']:.1f} | {t['minigrad'] / t['numpy']:.2f} | "
-        row += f"{t['minigrad'] / t['per step']:.2f} |"
+        row += f"{t['minigrad'] / t['unrolled']:.2f} |"
         if use_torch:
             row += f" {t['torch']:.1f} | {t['minigrad'] / t['torch']:.2f} |"
         row += f" {B * T / t['minigrad'] * 1e3:,.0f} | {diff:.1e} |"

@@ -210,11 +210,11 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, nargs="+", default=[64, 512])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--unfused", action="store_true", help="profile the fuse=False path")
-    ap.add_argument("--per-step", action="store_true", help="profile the scan=False path")
+    ap.add_argument("--unrolled", action="store_true", help="profile the scan=False path")
     ap.add_argument("--cprofile", action="store_true", help="also list top Python functions")
     args = ap.parse_args(argv)
-    fuse, scan = not args.unfused, not args.per_step
-    path = "unfused" if not fuse else "fused, one node per step" if not scan else "fused, scan"
+    fuse, scan = not args.unfused, not args.unrolled
+    path = "unrolled" if not scan else "scan, unfused" if not fuse else "scan, fused"
     for H in args.hidden:
         report(H, path, profile(H, args.steps, fuse, scan))
         if args.cprofile:

@@ -8,7 +8,7 @@ The workload of benchmarks/lstm_lm.py (Embedding(65, 64) -> LSTM(64, H) -> Linea
 B=32, T=64, float32, mean cross-entropy, backward, SGD), from the same initial weights. Peers:
   minigrad        models.LSTM, the cell a plain composition of ops, fused (the default: the
                   time loop as one scan node)
-  minigrad_per_step  the same with scan=False: the fused step as one graph node per time step
+  minigrad_unrolled  the same with scan=False: the explicit unroll, one graph node per op per step
   numpy           the BPTT written by hand (benchmarks/numpy_baseline.py)
   torch_eager     the same cell written as torch ops, a Python loop over T
   torch_script    that cell under torch.jit.script
@@ -41,7 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 B, T, E, V = 32, 64, 64, 65
 LR = 0.1
-PEERS = ["minigrad", "minigrad_per_step", "numpy", "torch_eager", "torch_script", "torch_lstm"]
+PEERS = ["minigrad", "minigrad_unrolled", "numpy", "torch_eager", "torch_script", "torch_lstm"]
 COMPILED = ["torch_compile", "torch_compile_seq"]
 
 
@@ -175,7 +175,7 @@ def run_peer(peer, H, weights, steps, dtype, threads):
     elif peer == "numpy":
         step = _numpy_peer(params, H, dtype)
     else:
-        step = _minigrad_peer(params, H, dtype, scan=peer != "minigrad_per_step")
+        step = _minigrad_peer(params, H, dtype, scan=peer != "minigrad_unrolled")
     tokens, targets = _data()
     if dtype == "float64":
         loss, grads = step(tokens, targets, update=False)

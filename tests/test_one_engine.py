@@ -1,6 +1,12 @@
 """One engine: nodes of several outputs, one reverse step for the tape, the scan over time and
 checkpointing, and the guarantees that come with it everywhere (version checks, padding)."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -231,3 +237,22 @@ def test_padding_holding_nan_or_inf_gives_the_same_gradients_as_zero_padding(cls
     for zero_padded, filled in zip(*results, strict=True):
         assert np.isfinite(filled).all()
         np.testing.assert_array_equal(zero_padded, filled)
+
+
+# ----- the program, printed at each pass ---------------------------------------------------------
+def test_readme_shows_the_lstm_steps_program_as_minigrad_debug_plan_prints_it():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    shown = re.search(r"```text\n(--- mg\.fuse\(LSTM\._step\) after record:.*?)```", readme, re.S)
+    assert shown, "README has no MINIGRAD_DEBUG=plan listing of the LSTM step"
+    code = (
+        "import minigrad as mg\nfrom models import LSTM\n"
+        "layer = LSTM(8, 16)\nout, (h, c) = layer(mg.randn(5, 3, 8))\n"
+    )
+    env = {**os.environ, "MINIGRAD_DEBUG": "plan"}
+    printed = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    passes = re.findall(r"--- mg\.fuse\(LSTM\._step\) after (\w+):", printed)
+    assert passes == ["record", "cut", "keep_live", "absorb_producers", "schedule_frees"]
+    assert printed == shown.group(1)

@@ -31,8 +31,24 @@ class Op(NamedTuple):
         return (self.out,)
 
     def __str__(self) -> str:
+        if self.cls is GetItem and set(self.kwargs) == {"index"}:
+            return f"s{self.out} = s{self.ins[0]}[{_index_text(self.kwargs['index'])}]"
         args = [f"s{i}" for i in self.ins] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"s{self.out} = {self.cls.__name__}({', '.join(args)})"
+
+
+def _index_text(index) -> str:
+    """An index as Python writes it: (slice(None), slice(0, 16)) as `:, 0:16`."""
+    parts = index if isinstance(index, tuple) else (index,)
+
+    def one(p):
+        if type(p) is not slice:
+            return "..." if p is Ellipsis else repr(p)
+        text = ("" if p.start is None else str(p.start)) + ":"
+        text += "" if p.stop is None else str(p.stop)
+        return text + ("" if p.step is None else f":{p.step}")
+
+    return ", ".join(one(p) for p in parts)
 
 
 class View(NamedTuple):
