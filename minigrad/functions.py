@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .ops import elementwise as E
-from .ops import matmul as M
 from .ops import shape as S
 from .tensor import Tensor, as_tensor
 
 
 def matmul(a, b) -> Tensor:
-    a = as_tensor(a)
-    b = as_tensor(b, like=a)
-    return M.MatMul.apply(a, b)
+    return as_tensor(a).matmul(b)
 
 
 def where(cond, x, y) -> Tensor:
@@ -48,30 +45,12 @@ def stack(tensors, axis: int = 0, *, dim=None) -> Tensor:
 
 
 def split(x: Tensor, split_size, axis: int = 0) -> list:
-    """PyTorch's split: an int is the size of each piece (the last may be smaller),
-    a list gives each piece's size and must add up to the dim."""
-    n = x.shape[axis]
-    if isinstance(split_size, (int, np.integer)):
-        if split_size <= 0:
-            raise ValueError(f"split: split_size must be positive, got {split_size}")
-        sizes = [min(split_size, n - s) for s in range(0, n, split_size)]
-    else:
-        sizes = list(split_size)
-        if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to dim {axis} of {x.shape}")
-    pieces, start = [], 0
-    lead = (slice(None),) * (axis % x.ndim)
-    for size in sizes:
-        pieces.append(x[lead + (slice(start, start + size),)])
-        start += size
-    return pieces
+    """PyTorch's split (see Tensor.split)."""
+    return as_tensor(x).split(split_size, axis)
 
 
 def chunk(x: Tensor, chunks: int, axis: int = 0) -> list:
-    if chunks <= 0:
-        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
-    n = x.shape[axis]
-    return split(x, max(1, -(-n // chunks)), axis)
+    return as_tensor(x).chunk(chunks, axis)
 
 
 def bmm(a, b) -> Tensor:

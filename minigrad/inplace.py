@@ -14,31 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .autograd import Function, bump_version, version_counter
-
-
-class SetItem(Function):
-    """x[index] = v, in place; x's gradient is g with index zeroed, v's is g[index]."""
-
-    def forward(self, x, v, index=None):
-        self.index, self.v_shape, self.v_dtype = index, v.shape, v.dtype
-        x[index] = v
-        return x
-
-    def backward(self, g):
-        index = self.index
-        gx = None
-        if self.needs[0]:
-            gx = np.array(g, copy=True)
-            gx[index] = 0
-        gv = None
-        if self.needs[1]:
-            gv = np.asarray(g[index])
-            # NumPy lets a value with extra leading 1-dims fill a smaller region.
-            if gv.ndim < len(self.v_shape):
-                gv = gv.reshape((1,) * (len(self.v_shape) - gv.ndim) + gv.shape)
-            gv = gv.astype(self.v_dtype, copy=False)
-        return gx, gv
+from .autograd import bump_version, version_counter
+from .ops.copy import SetItem
 
 
 def _has_repeats(index) -> bool:
@@ -52,9 +29,7 @@ def _has_repeats(index) -> bool:
 
 def setitem(x, index, value) -> None:
     """`x[index] = value`, recorded in the graph when either side needs a gradient."""
-    from .tensor import as_tensor
-
-    value = as_tensor(value, like=x)
+    value = x._operand(value)
     _check_writable(x, "setitem (x[index] = value)")
     try:  # NumPy's own rules, tried on a scratch array so that x is untouched on failure
         np.zeros(x.shape, np.bool_)[index] = np.zeros(value.shape, np.bool_)
@@ -173,9 +148,7 @@ class InPlaceMethods:
             self._requires_grad or getattr(other, "_requires_grad", False)
         )
         if recording:
-            from .tensor import as_tensor
-
-            _rebind(self, graph(None if other is None else as_tensor(other, like=self)), name)
+            _rebind(self, graph(None if other is None else self._operand(other)), name)
             return self
         _check_writable(self, name)
         o = getattr(other, "data", other)

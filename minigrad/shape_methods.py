@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from .ops import matmul as M
 from .ops import reduce as R
 from .ops import shape as S
 
 
 class ShapeMethods:
+    """Mixed into Tensor. Required of the class: `shape`, `ndim`, `__getitem__`, and
+    `_operand(x)`, x as a tensor of this one's kind (a Python number takes its dtype); nothing
+    here imports tensor.py, so the arrows point one way."""
+
     __slots__ = ()
 
     def reshape(self, *shape):
@@ -66,19 +73,34 @@ class ShapeMethods:
         axis = axis % (self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
-    def split(self, split_size, axis: int = 0, *, dim=None):
+    def split(self, split_size, axis: int = 0, *, dim=None) -> list:
+        """PyTorch's split: an int is the size of each piece (the last may be smaller),
+        a list gives each piece's size and must add up to the dim."""
         axis = axis if dim is None else dim
-        return _functions().split(self, split_size, axis)
+        n = self.shape[axis]
+        if isinstance(split_size, (int, np.integer)):
+            if split_size <= 0:
+                raise ValueError(f"split: split_size must be positive, got {split_size}")
+            sizes = [min(split_size, n - s) for s in range(0, n, split_size)]
+        else:
+            sizes = list(split_size)
+            if sum(sizes) != n:
+                raise ValueError(
+                    f"split: sizes {sizes} do not add up to dim {axis} of {self.shape}"
+                )
+        pieces, start = [], 0
+        lead = (slice(None),) * (axis % self.ndim)
+        for size in sizes:
+            pieces.append(self[lead + (slice(start, start + size),)])
+            start += size
+        return pieces
 
-    def chunk(self, chunks: int, axis: int = 0, *, dim=None):
+    def chunk(self, chunks: int, axis: int = 0, *, dim=None) -> list:
         axis = axis if dim is None else dim
-        return _functions().chunk(self, chunks, axis)
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[axis]
+        return self.split(max(1, -(-n // chunks)), axis)
 
     def matmul(self, other):
-        return _functions().matmul(self, other)
-
-
-def _functions():
-    from . import functions  # imports tensor.py, which imports this module
-
-    return functions
+        return M.MatMul.apply(self, self._operand(other))

@@ -15,6 +15,7 @@ from .inplace import InPlaceMethods, setitem
 from .ops import elementwise as E
 from .ops import reduce as R
 from .ops import shape as S
+from .ops.copy import Cast
 from .shape_methods import ShapeMethods
 from .torch_methods import TorchMethods
 
@@ -54,6 +55,11 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         self._hooks = None
         self._vc = None
         self.requires_grad = requires_grad
+
+    def _operand(self, x) -> Tensor:
+        """x as a tensor beside this one (a Python number takes this one's dtype): what the
+        method mixins ask of the class instead of importing this module."""
+        return as_tensor(x, like=self)
 
     @classmethod
     def _wrap(cls, arr) -> Tensor:
@@ -262,10 +268,10 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         return _binary(E.Pow, other, self, "pow")
 
     def __matmul__(self, other):
-        return matmul(self, other)
+        return self.matmul(other)
 
     def __rmatmul__(self, other):
-        return matmul(other, self)
+        return self._operand(other).matmul(self)
 
     def __neg__(self):
         return E.Neg.apply(self)
@@ -379,20 +385,6 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         return self.div_(other)
 
 
-class Cast(autograd.Function):
-    """Change floating precision; the gradient is cast back."""
-
-    def forward(self, x, dtype=None):
-        self.in_dtype = x.dtype
-        return x.astype(dtype)
-
-    def backward(self, g):
-        return (g.astype(self.in_dtype),)
-
-    def jvp(self, out, t):
-        return t.astype(out.dtype)
-
-
 def _default_for(arr: np.ndarray) -> np.dtype:
     kind = arr.dtype.kind
     if kind == "f":
@@ -470,6 +462,3 @@ def _as_index(index):
 
 
 autograd.wrap_output = Tensor._wrap  # ops make Tensors without importing this module
-
-
-from .functions import matmul  # noqa: E402 (functions.py builds on Tensor)

@@ -11,21 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import dtypes
-from .autograd import Function
 from .device import CPU, check_device, device
-
-
-class Clone(Function):
-    """A copy that stays in the graph (PyTorch's clone)."""
-
-    def forward(self, x, order="K"):
-        return np.array(x, copy=True, order=order)
-
-    def backward(self, g):
-        return (g,)
-
-    def jvp(self, out, t):
-        return t
+from .ops.copy import Clone
 
 
 def parse_to_arguments(args, kwargs):
@@ -83,11 +70,9 @@ class TorchMethods:
         return self if self.data.flags.c_contiguous else Clone.apply(self, order="C")
 
     def _new(self, arr, dtype, dev, requires_grad, where):
-        from .tensor import Tensor
-
         check_device(dev, where)
         dtype = self.dtype if dtype is None else dtypes.as_dtype(dtype)
-        return Tensor(np.asarray(arr, dtype), requires_grad=requires_grad)
+        return type(self)(np.asarray(arr, dtype), requires_grad=requires_grad)
 
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
         return self._new(getattr(data, "data", data), dtype, device, requires_grad, "new_tensor")
@@ -124,8 +109,6 @@ class TorchMethods:
 
     def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
         """(values, indices) of the k largest (or smallest) along dim; values carry gradient."""
-        from .tensor import Tensor
-
         if self.ndim == 0 or not -self.ndim <= dim < self.ndim:
             raise IndexError(f"topk: dim {dim} out of range for shape {self.shape}")
         dim %= self.ndim
@@ -137,7 +120,7 @@ class TorchMethods:
         idx = np.take(order, np.arange(k), axis=dim)
         grids = list(np.indices(idx.shape, sparse=True))
         grids[dim] = idx
-        return self[tuple(grids)], Tensor._wrap(idx.astype(np.int64))
+        return self[tuple(grids)], type(self)._wrap(idx.astype(np.int64))
 
     def bmm(self, other):
         other_shape = getattr(other, "shape", None)

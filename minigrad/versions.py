@@ -2,10 +2,12 @@
 
 Each tensor's `_vc` is a list [count, shared]: `count` goes up at every in-place write,
 `shared` is set once a view (same memory, another tensor) exists. Views share the list, so a
-write through either bumps both, as with PyTorch's version counter. A recorded node keeps
-(counter, version then, which input) for every input or output whose memory its saved state
-holds, found by walking that state (arrays, tuples and lists of them, and the nodes a fused
-kernel runs inside itself), and the reverse step refuses to run if any has moved since.
+write through either bumps both, as with PyTorch's version counter. A node that saves
+something keeps (counter, version then, which input or output, its memory) for each of its
+inputs and outputs. Before its backward, if a version has moved, the node's saved state is
+walked (arrays, tuples and lists of them, and the nodes a fused kernel or a scan keeps inside
+itself) and the backward is refused if it holds that memory: the walk costs nothing unless
+something was written.
 """
 
 from __future__ import annotations
@@ -59,40 +61,39 @@ def saved_roots(saved) -> list:
     return list(roots.values())
 
 
-def guard_saved(saved, tensors, results) -> tuple | None:
-    """(counter, version now, input index, or -1 - k for output k) for each input or output
-    whose memory `saved` holds. Runs for every recorded node that saves, hence plain loops."""
-    roots = saved_roots(saved)
-    if not roots:
-        return None
+def snapshot(tensors, results) -> tuple:
+    """(counter, version now, input index or -1 - k for output k, id of its memory) for every
+    input and output of a node that saves something. Cheap at record time; which of them the
+    node's saved state holds is worked out only if one has changed when its backward runs
+    (the ids stay valid: the saved state keeps what it holds alive)."""
     guards = []
-    # The inputs by position, then the outputs as -1, -2, ... (version 0: just made).
-    candidates = list(enumerate(tensors)) + [(-1 - k, r) for k, r in enumerate(results)]
-    for i, t in candidates:
+    for i, t in (*enumerate(tensors), *[(-1 - k, r) for k, r in enumerate(results)]):
+        vc = t._vc
+        if vc is None:
+            vc = t._vc = [0, False]
         d = t.data
-        r = d if d.base is None else d.base
-        for x in roots:
-            if x is r:
-                vc = t._vc
-                if vc is None:
-                    vc = t._vc = [0, False]
-                guards.append((vc, vc[0], i))
-                break
-    return tuple(guards) if guards else None
+        guards.append((vc, vc[0], i, id(d if d.base is None else d.base)))
+    return tuple(guards)
 
 
 def check_versions(node) -> None:
-    """PyTorch's error if an input or output `node` saved has been written in place since."""
-    for vc, seen, i in node.versions:
-        if vc[0] != seen:
-            if i >= 0:
-                what = f"input {i} (shape {node.shapes[i]})"
-            else:
-                what = "its output" if i == -1 else f"its output {-1 - i}"
-            raise RuntimeError(
-                f"one of the variables needed for gradient computation has been modified by an "
-                f"in-place operation: {what} of {node.name} is at version {vc[0]}, it was at "
-                f"version {seen} when {node.name} saved it. Write the new value into a new "
-                "tensor (x = x + 1 instead of x += 1, or clone it before the in-place write), "
-                "or run the in-place update (an optimizer step) after backward()."
-            )
+    """PyTorch's error if an input or output whose memory `node` saved has been written in
+    place since it was saved."""
+    changed = [g for g in node.versions if g[0][0] != g[1]]
+    if not changed:
+        return
+    held = {id(r) for r in saved_roots(node.saved)}
+    for vc, seen, i, memory in changed:
+        if memory not in held:  # written, but not what this node reads: no harm
+            continue
+        if i >= 0:
+            what = f"input {i} (shape {node.shapes[i]})"
+        else:
+            what = "its output" if i == -1 else f"its output {-1 - i}"
+        raise RuntimeError(
+            f"one of the variables needed for gradient computation has been modified by an "
+            f"in-place operation: {what} of {node.name} is at version {vc[0]}, it was at "
+            f"version {seen} when {node.name} saved it. Write the new value into a new "
+            "tensor (x = x + 1 instead of x += 1, or clone it before the in-place write), "
+            "or run the in-place update (an optimizer step) after backward()."
+        )

@@ -1,12 +1,15 @@
 """The repository's own rules: short modules, the pinned lint tool, CI's no-skip rule, and
 what the package installs."""
 
+import ast
 import importlib.util
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -14,19 +17,52 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_LINES = 500
 CODE_DIRS = ("minigrad", "models", "examples", "benchmarks")
+# The cap is a tripwire for a module that has grown a second concept, not a budget to split
+# by: it counts lines of code only, so a docstring or a comment that explains never forces a
+# split (the physical-line cap did: it cut tensor.py in two mid-concept). 450 is about 10%
+# above the longest module's code when the rule changed (407 lines). A module that reaches it
+# is split where its concepts part (versions.py and gradients.py left autograd.py so).
+MAX_CODE_LINES = 450
 
 
-def test_modules_are_at_most_500_lines():
+def code_lines(source: str) -> int:
+    """Lines holding code: not blank, not only a comment, not part of a docstring."""
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                if isinstance(first.value.value, str):
+                    docstrings.update(range(first.lineno, first.end_lineno + 1))
+    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+    lines = set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type not in skip and tok.type != tokenize.ENDMARKER:
+            lines.update(n for n in range(tok.start[0], tok.end[0] + 1) if n not in docstrings)
+    return len(lines)
+
+
+def test_code_lines_count_neither_comments_nor_docstrings():
+    source = "\n".join(
+        ['"""Doc', 'string."""', "", "# a comment", "x = (1 +", "     2)  # why", ""]
+        + ["def f():", '    """Doc."""', "    return x", ""]
+    )
+    assert code_lines(source) == 4  # x = (1 +, 2), def f():, return x
+
+
+def test_modules_are_at_most_450_lines_of_code():
     lengths = {
-        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        path.relative_to(ROOT).as_posix(): code_lines(path.read_text(encoding="utf-8"))
         for top in CODE_DIRS
         for path in sorted((ROOT / top).rglob("*.py"))
     }
     assert lengths, "no modules found"
-    too_long = [f"{path}: {n} lines" for path, n in lengths.items() if n > MAX_LINES]
-    assert not too_long, f"modules over {MAX_LINES} lines (split them):\n" + "\n".join(too_long)
+    too_long = [f"{path}: {n} lines" for path, n in lengths.items() if n > MAX_CODE_LINES]
+    assert not too_long, (
+        f"modules over {MAX_CODE_LINES} lines of code (split them where their concepts part):\n"
+        + "\n".join(too_long)
+    )
 
 
 def pyproject() -> str:

@@ -58,10 +58,11 @@ class FusedKernel:
         # Each leaf's array as the loops index it: (R, C), (R, W) for a view's base, or flat.
         R, C = self.R, self.C
         self.leaf_shapes = [values[s].shape for s in self.leaf_slots]
-        self.loop_shapes = [
+        self.loop_shapes = loop_shapes = [
             (R, C) if kind == "full" else (R, width) if kind == "view" else (values[s].data.size,)
             for kind, s, width in leaves
         ]
+        self.loop_sizes = [int(np.prod(shape, dtype=np.int64)) for shape in loop_shapes]
         self.prologue = []  # (op class, kwargs, positions of its inputs, output slot)
         self.outs = list(group.outputs)
         self.n_saved = len(self.spec.saved_vars())
@@ -167,7 +168,9 @@ class FusedKernel:
             if n
         ]
         calls = [(positions, tuple(needs[p] for p in positions)) for _, _, positions in self.calls]
-        return kernel, routes, calls
+        order = tuple(dict.fromkeys(home for _, _, _, home in routes))  # the arrays it writes
+        home_of = {pos: home for j, pos, _, home in routes if j is None}  # by input position
+        return kernel, routes, calls, order, home_of
 
     def backward(self, g, saved, needs, into=None):
         """Gradients for the node's inputs, given which of them need one. g: (k, R, C), one
@@ -177,15 +180,13 @@ class FusedKernel:
         plan = self._backward.get(needs)
         if plan is None:
             plan = self._backward[needs] = self._backward_plan(needs)
-        kernel, routes, calls = plan
+        kernel, routes, calls, order, home_of = plan
         dtype = self.dtype
-        arrays = {}  # one zeroed array per leaf gradient the loop writes, in the kernel's order
-        for j, pos, _, home in routes:
-            buf = None if into is None or j is not None else into.get(pos)
-            if buf is not None and buf.size == np.prod(self.loop_shapes[home]):
-                arrays[home] = buf.reshape(self.loop_shapes[home])  # the caller's place for it
-            elif home not in arrays:
-                arrays[home] = None
+        arrays = dict.fromkeys(order)  # one zeroed array per leaf gradient, in kernel order
+        for pos, buf in (into or {}).items():  # a gradient the caller has a place for goes there
+            home = home_of.get(pos)
+            if home is not None and buf.size == self.loop_sizes[home]:
+                arrays[home] = buf.reshape(self.loop_shapes[home])
         for home, a in arrays.items():
             if a is None:
                 arrays[home] = np.zeros(self.loop_shapes[home], dtype=dtype)

@@ -38,6 +38,7 @@ from .. import autograd
 from ..autograd import Function
 from ..gradients import Grads, dense, sum_to
 from ..tensor import Tensor as _Tensor
+from .node import FusedKernel
 
 __all__ = ["scan", "scan_reason", "reason", "Scan"]
 
@@ -81,6 +82,13 @@ class _Program:
             for s in step.outs:
                 req[s] = True in needs
         self.needs_grad = any(needs is not None for needs in self.needs)
+        # The fused kernel that backward meets first among the readers of x (slot 0) writes
+        # x's gradient straight into its row of the (T, ...) result; the others add to it.
+        self.x_writer = self.x_position = None
+        readers = [k for k, step in enumerate(self.steps) if 0 in step.ins]
+        if readers and isinstance(self.steps[readers[-1]], FusedKernel):
+            self.x_writer = readers[-1]
+            self.x_position = self.steps[self.x_writer].ins.index(0)
 
     def forward(self, env: list, save: bool):
         """One time step on the arrays of env (a fresh copy): each step's node, run on
@@ -108,12 +116,18 @@ class _Program:
             fn, step = nodes[k], self.steps[k]
             if fn is None:
                 continue
-            gs = [grads.take(s) for s in step.outs]
-            if all(g is None for g in gs):
-                continue
-            if row is not None and 0 in step.ins:  # the first writer of x's gradient only:
-                fn.into, row = {step.ins.index(0): row}, None  # the others add to it
-            g = dense(gs[0]) if len(gs) == 1 else tuple(None if g is None else dense(g) for g in gs)
+            if len(step.outs) == 1:
+                g = grads.take(step.outs[0])
+                if g is None:
+                    continue
+                g = dense(g)
+            else:
+                g = tuple(grads.take(s) for s in step.outs)
+                if all(gi is None for gi in g):
+                    continue
+                g = tuple(None if gi is None else dense(gi) for gi in g)
+            if k == self.x_writer and row is not None:
+                fn.into = {self.x_position: row}
             in_grads = autograd.reverse_step(fn, g, release)
             for s, need, ig in zip(step.ins, fn.needs, in_grads, strict=False):
                 if need and ig is not None:
@@ -263,7 +277,7 @@ class Scan(Function):
                 nodes[t] = None
             if gx is not None:
                 g0 = grads.take(0)
-                if g0 is not None and not _is_row(g0, row):
+                if g0 is not None and not _is_row(g0, gx):
                     gx[t] = dense(g0)
             carry = []
             for i in range(S):
@@ -281,10 +295,7 @@ class Scan(Function):
         return f"Scan({self.program.plan.name})"
 
 
-def _is_row(g, row) -> bool:
-    """Whether the gradient g is the row of x's gradient itself (the step wrote it there)."""
-    return (
-        type(g) is np.ndarray
-        and g.size == row.size
-        and g.__array_interface__["data"][0] == row.__array_interface__["data"][0]
-    )
+def _is_row(g, gx) -> bool:
+    """Whether the gradient g of x at a step is that step's row of gx, written in place (the
+    only view of gx a step is handed)."""
+    return type(g) is np.ndarray and g.base is gx and g.size * gx.shape[0] == gx.size
