@@ -86,6 +86,16 @@ class ProductGrad:
         new.lefts, new.rights = list(self.lefts), list(self.rights)
         return new
 
+    def relocate(self, moves: dict) -> None:
+        """Factors that are the whole of a buffer in `moves` (id of the buffer -> an array of
+        the same size holding the same numbers) become that array, shaped alike: a scan
+        moving the row buffers it lent into one result."""
+        for factors in (self.lefts, self.rights):
+            for k, f in enumerate(factors):
+                dest = None if f.base is None else moves.get(id(f.base))
+                if dest is not None and dest.size == f.size:
+                    factors[k] = dest.reshape(f.shape)
+
     def extend(self, other: ProductGrad) -> None:
         self.lefts += other.lefts
         self.rights += other.rights

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import autograd
 from ..autograd import Function
-from ..gradients import Grads, dense, sum_to
+from ..gradients import Grads, ProductGrad, dense, sum_to
 from ..tensor import Tensor as _Tensor
 from .node import FusedKernel
 
@@ -253,7 +253,8 @@ class Scan(Function):
         S, n = program.n_states, program.plan.n_args
         zeros = np.zeros(*self.state)  # the gradient of a state nothing reached
         carry = [zeros if g is None else g for g in g_finals]
-        gx = np.zeros(*self.x) if self.needs[0] else None  # each step writes its row
+        rows = [None] * T if self.needs[0] else None  # x's gradient, step by step
+        lent = {}  # t -> the row buffer lent to the step's kernel, when it holds the gradient
         totals = Grads()
         weights = list(range(1 + S, n)) + program.captured
         outs, masks = program.out_slots, self.masks
@@ -271,14 +272,16 @@ class Scan(Function):
             grads = Grads()
             for i, (s, c) in enumerate(zip(outs, top, strict=True)):
                 grads.add(s, c, own=(i == 0 and g_ys is not None) or kept is not None)
-            row = None if gx is None else gx[t]
+            row = None if rows is None else np.zeros(self.x[0][1:], self.x[1])
             program.backward(grads, nodes[t], release, row)
             if release:  # this step's activations, as soon as they are used
                 nodes[t] = None
-            if gx is not None:
+            if rows is not None:
                 g0 = grads.take(0)
-                if g0 is not None and not _is_row(g0, gx):
-                    gx[t] = dense(g0)
+                if type(g0) is np.ndarray and g0.base is row:  # the kernel wrote it there
+                    rows[t] = lent[t] = row
+                elif g0 is not None:
+                    rows[t] = dense(g0)
             carry = []
             for i in range(S):
                 c = grads.take(1 + i)
@@ -288,14 +291,28 @@ class Scan(Function):
                 c = grads.take(s)
                 if c is not None:
                     totals.add(s, c)
-        return [gx, *carry, *[totals.take(s) for s in weights]]
+        results = [totals.take(s) for s in weights]
+        gx = None if rows is None else _assembled(rows, lent, results, self.x)
+        return [gx, *carry, *results]
 
     @property
     def name(self) -> str:
         return f"Scan({self.program.plan.name})"
 
 
-def _is_row(g, gx) -> bool:
-    """Whether the gradient g of x at a step is that step's row of gx, written in place (the
-    only view of gx a step is handed)."""
-    return type(g) is np.ndarray and g.base is gx and g.size * gx.shape[0] == gx.size
+def _assembled(rows: list, lent: dict, results: list, x) -> np.ndarray:
+    """x's gradient as one (T, ...) array, its rows copied in one by one and each freed at
+    once: allocated only now, when the steps' activations are gone. A lent buffer may also be
+    a left factor of a weight's product (the LSTM's `x_t + W_hh h` has one adjoint for both):
+    those factors move to the buffer's row of the result, so the buffer can go, and the
+    product then reads the rows in place."""
+    gx = np.empty(*x)
+    moves = {id(buf): gx[t] for t, buf in lent.items()}
+    for r in results:
+        if type(r) is ProductGrad and moves:
+            r.relocate(moves)
+    lent.clear()
+    for t in range(len(rows)):
+        row, rows[t] = rows[t], None
+        gx[t] = 0 if row is None else row
+    return gx
