@@ -11,11 +11,14 @@ Backward is the engine's own reverse step. For t in reverse, each of the program
 through `autograd.reverse_step` (version checks, its backward rule) and its input gradients
 into a `gradients.Grads` table keyed by slot (ownership, lazy products, reduction to shape):
 what `backward()` does with the same nodes on the unrolled graph, driven by the program
-instead of the tape. What leaves the node: the gradient of xs, one (T, ...) array whose rows
-the steps write into directly; of the initial state; and of each weight the step reads (an
-argument or a captured tensor), summed over the T steps. A weight's T terms from a matrix
-product stay factors (gradients.ProductGrad) and become one product over T*B rows; where
-those factors are the rows of x's gradient and of the outputs, that product reads them in
+instead of the tape. What leaves the node: the gradient of xs as one (T, ...) array; of the
+initial state; and of each weight the step reads (an argument or a captured tensor), summed
+over the T steps. A weight's T terms from a matrix product stay factors
+(gradients.ProductGrad) and become one product over T*B rows. The fused kernel that computes
+x_t's gradient writes it into a row buffer the scan lends it; where the kernel's adjoint of
+x_t is also a weight product's left factor (the LSTM's `x_t + W_hh h`), the factor is that
+same buffer. After the loop, when every step's activations are gone, the rows are copied into
+the (T, ...) result and the factors moved with them, so the product reads x's gradient in
 place. Each step's activations are released as soon as backward has passed it.
 
 With masks (padded batches: per step None, or a boolean array that is False where a sequence
