@@ -7,7 +7,9 @@ Each checkout's own `benchmarks/lstm_lm.py` builds its default model and times i
 (`make_minigrad`, `minigrad_step`: Embedding -> cell -> Linear, B=32, T=64, float32, SGD) in a
 process of its own, importing only that checkout's minigrad; the two alternate for --rounds
 rounds, so that machine noise falls on both alike. Printed: the median of the rounds'
-medians, ms per step, and after / before. Make the other checkout with `git worktree add`.
+medians, ms per step, wall-clock and CPU time of the process (with OPENBLAS_NUM_THREADS=1 the
+CPU time is what the step costs, whatever else loads a shared machine), and after / before.
+Make the other checkout with `git worktree add <dir> <commit>`.
 """
 
 import argparse
@@ -32,16 +34,18 @@ tokens, targets = rng.integers(0, L.V, (L.T, L.B)), rng.integers(0, L.V, (L.T, L
 model, _ = L.make_minigrad(cell, H, mg.float32)
 for _ in range(3):
     L.minigrad_step(model, tokens, targets)
-times = []
+wall, cpu = [], []
 for _ in range(repeat):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     L.minigrad_step(model, tokens, targets)
-    times.append(time.perf_counter() - t)
-print(float(np.median(times)) * 1e3)
+    wall.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c)
+print(float(np.median(wall)) * 1e3, float(np.median(cpu)) * 1e3)
 """
 
 
-def time_checkout(root: Path, cell: str, H: int, repeat: int) -> float:
+def time_checkout(root: Path, cell: str, H: int, repeat: int) -> tuple:
+    """(wall ms, CPU ms) per step, medians over `repeat` steps in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     out = subprocess.run(
         [sys.executable, "-c", WORKER, cell, str(H), str(repeat)],
@@ -51,7 +55,8 @@ def time_checkout(root: Path, cell: str, H: int, repeat: int) -> float:
         capture_output=True,
         text=True,
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 def main(argv=None):
@@ -64,7 +69,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not (args.before / "minigrad").is_dir():
         sys.exit(f"checkouts.py: {args.before} holds no minigrad/ package")
-    lines = ["| cell | H | before ms | after ms | after / before |", "|---|---|---|---|---|"]
+    lines = [
+        "| cell | H | before ms | after ms | after / before | before CPU ms | after CPU ms "
+        "| after / before (CPU) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     print("\n".join(lines), flush=True)
     for cell in args.cells:
         for H in args.hidden:
@@ -72,8 +81,11 @@ def main(argv=None):
             for _ in range(args.rounds):
                 runs["before"].append(time_checkout(args.before, cell, H, args.repeat))
                 runs["after"].append(time_checkout(HERE, cell, H, args.repeat))
-            b, a = (float(np.median(runs[k])) for k in ("before", "after"))
-            lines.append(f"| {cell} | {H} | {b:.1f} | {a:.1f} | {a / b:.2f} |")
+            (b, bc), (a, ac) = (np.median(runs[k], axis=0) for k in ("before", "after"))
+            lines.append(
+                f"| {cell} | {H} | {b:.1f} | {a:.1f} | {a / b:.2f} | {bc:.1f} | {ac:.1f} "
+                f"| {ac / bc:.2f} |"
+            )
             print(lines[-1], flush=True)
     return lines
 

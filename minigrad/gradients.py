@@ -58,12 +58,14 @@ def _adjacent(parts: list):
     first, base = parts[0], parts[0].base
     if base is None or not base.flags.c_contiguous:
         return None
+    shape = first.shape
+    for p in parts:  # the cheap tests first: pointers only for a real candidate
+        if p.base is not base or p.shape != shape or not p.flags.c_contiguous:
+            return None
     step = first.nbytes
     start = _pointer(first)
     sign = 1 if len(parts) == 1 or _pointer(parts[1]) >= start else -1
     for k, p in enumerate(parts):
-        if p.base is not base or not p.flags.c_contiguous or p.shape != first.shape:
-            return None
         if _pointer(p) != start + sign * k * step:
             return None
     low = start if sign > 0 else start - (len(parts) - 1) * step
@@ -167,6 +169,8 @@ class Grads(dict):
             self[key] = g
             if own:
                 self.owned.add(key)
+            elif key in self.owned:  # owned once, taken since: this array is not ours
+                self.owned.discard(key)
             return
         owned = key in self.owned
         if type(old) is ProductGrad and type(g) is ProductGrad:
@@ -182,5 +186,8 @@ class Grads(dict):
 
     def take(self, key):
         """Remove and return key's gradient (None if none arrived)."""
-        self.owned.discard(key)
         return self.pop(key, None)
+
+    def reset(self) -> None:
+        self.clear()
+        self.owned.clear()

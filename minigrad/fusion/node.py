@@ -78,10 +78,7 @@ class FusedKernel:
         self._layout()
         self._forward = None
         self._backward = {}
-
-    @property
-    def kwargs(self) -> dict:
-        return {"kernel": self}
+        self.kwargs = {"kernel": self}  # FusedOp.apply(*ins, kernel=self), as every step runs
 
     def absorb(self, op) -> None:
         """Run `op` (a trace.Op whose result only this kernel reads) inside the node."""

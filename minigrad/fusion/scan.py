@@ -85,6 +85,7 @@ class _Program:
             for s in step.outs:
                 req[s] = True in needs
         self.needs_grad = any(needs is not None for needs in self.needs)
+        self.outs = [tuple(step.outs) for step in self.steps]  # read per step and time step
         # The fused kernel that backward meets first among the readers of x (slot 0) writes
         # x's gradient straight into its row of the (T, ...) result; the others add to it.
         self.x_writer = self.x_position = None
@@ -97,13 +98,13 @@ class _Program:
         """One time step on the arrays of env (a fresh copy): each step's node, run on
         arrays; the nodes that backward will need, or None."""
         saved = [] if save else None
-        for step, needs in zip(self.steps, self.needs, strict=True):
+        for step, needs, outs in zip(self.steps, self.needs, self.outs, strict=True):
             fn = step.cls()
             out = fn.forward(*[env[i] for i in step.ins], **step.kwargs)
-            if len(step.outs) == 1:
-                env[step.outs[0]] = out
+            if len(outs) == 1:
+                env[outs[0]] = out
             else:
-                for s, o in zip(step.outs, out, strict=True):
+                for s, o in zip(outs, out, strict=True):
                     env[s] = o
             if save:
                 fn.needs = needs
@@ -116,16 +117,18 @@ class _Program:
         written (a zeroed row of the (T, ...) gradient), or None."""
         shapes = self.shapes
         for k in range(len(self.steps) - 1, -1, -1):
-            fn, step = nodes[k], self.steps[k]
+            fn = nodes[k]
             if fn is None:
                 continue
-            if len(step.outs) == 1:
-                g = grads.take(step.outs[0])
+            step, outs = self.steps[k], self.outs[k]
+            if len(outs) == 1:
+                g = grads.pop(outs[0], None)
                 if g is None:
                     continue
-                g = dense(g)
+                if type(g) is not np.ndarray:
+                    g = g.dense()
             else:
-                g = tuple(grads.take(s) for s in step.outs)
+                g = tuple(grads.take(s) for s in outs)
                 if all(gi is None for gi in g):
                     continue
                 g = tuple(None if gi is None else dense(gi) for gi in g)
@@ -258,7 +261,7 @@ class Scan(Function):
         carry = [zeros if g is None else g for g in g_finals]
         rows = [None] * T if self.needs[0] else None  # x's gradient, step by step
         lent = {}  # t -> the row buffer lent to the step's kernel, when it holds the gradient
-        totals = Grads()
+        totals, grads = Grads(), Grads()
         weights = list(range(1 + S, n)) + program.captured
         outs, masks = program.out_slots, self.masks
         for t in range(T) if self.reverse else range(T - 1, -1, -1):
@@ -272,16 +275,18 @@ class Scan(Function):
                 if g_ys is not None:
                     top[0] += np.where(m, g_ys[t], 0)
                 kept = [np.where(m, 0, c) for c in carry]
-            grads = Grads()
+            grads.reset()
             for i, (s, c) in enumerate(zip(outs, top, strict=True)):
                 grads.add(s, c, own=(i == 0 and g_ys is not None) or kept is not None)
-            row = None if rows is None else np.zeros(self.x[0][1:], self.x[1])
+            row = None  # a buffer lent to the kernel that writes x's gradient
+            if rows is not None and program.x_writer is not None:
+                row = np.zeros(self.x[0][1:], self.x[1])
             program.backward(grads, nodes[t], release, row)
             if release:  # this step's activations, as soon as they are used
                 nodes[t] = None
             if rows is not None:
                 g0 = grads.take(0)
-                if type(g0) is np.ndarray and g0.base is row:  # the kernel wrote it there
+                if row is not None and type(g0) is np.ndarray and g0.base is row:  # written there
                     rows[t] = lent[t] = row
                 elif g0 is not None:
                     rows[t] = dense(g0)
