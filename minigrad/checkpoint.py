@@ -30,6 +30,10 @@ class _Checkpoint(autograd.Function):
         self.saved = arrays  # what backward reads again: guarded against in-place writes
         return outs[0].data if len(outs) == 1 else tuple(o.data for o in outs)
 
+    @property
+    def name(self) -> str:
+        return "Checkpoint"
+
     def backward(self, *gs):
         arrays, needs, k = self.saved, self.needs, self.n_inputs
         inputs = [

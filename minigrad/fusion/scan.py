@@ -139,7 +139,10 @@ class _Program:
                 if need and ig is not None:
                     if type(ig) is np.ndarray and ig.shape != shapes[s]:
                         ig = sum_to(ig, shapes[s])
-                    grads.add(s, ig)
+                    if s in grads:
+                        grads.add(s, ig)
+                    else:  # the first term (a slot taken is never added to again)
+                        grads[s] = ig
 
 
 def _program(plan, n_states: int, requires: tuple) -> _Program:
@@ -285,18 +288,18 @@ class Scan(Function):
             if release:  # this step's activations, as soon as they are used
                 nodes[t] = None
             if rows is not None:
-                g0 = grads.take(0)
+                g0 = grads.pop(0, None)
                 if row is not None and type(g0) is np.ndarray and g0.base is row:  # written there
                     rows[t] = lent[t] = row
                 elif g0 is not None:
                     rows[t] = dense(g0)
             carry = []
             for i in range(S):
-                c = grads.take(1 + i)
+                c = grads.pop(1 + i, None)
                 c = zeros if c is None else dense(c)
                 carry.append(c if kept is None else c + kept[i])
             for s in weights:
-                c = grads.take(s)
+                c = grads.pop(s, None)
                 if c is not None:
                     totals.add(s, c)
         results = [totals.take(s) for s in weights]
