@@ -263,7 +263,6 @@ class Scan(Function):
         zeros = np.zeros(*self.state)  # the gradient of a state nothing reached
         carry = [zeros if g is None else g for g in g_finals]
         rows = [None] * T if self.needs[0] else None  # x's gradient, step by step
-        lent = {}  # t -> the row buffer lent to the step's kernel, when it holds the gradient
         totals, grads = Grads(), Grads()
         weights = list(range(1 + S, n)) + program.captured
         outs, masks = program.out_slots, self.masks
@@ -289,10 +288,7 @@ class Scan(Function):
                 nodes[t] = None
             if rows is not None:
                 g0 = grads.pop(0, None)
-                if row is not None and type(g0) is np.ndarray and g0.base is row:  # written there
-                    rows[t] = lent[t] = row
-                elif g0 is not None:
-                    rows[t] = dense(g0)
+                rows[t] = None if g0 is None else dense(g0)
             carry = []
             for i in range(S):
                 c = grads.pop(1 + i, None)
@@ -303,7 +299,7 @@ class Scan(Function):
                 if c is not None:
                     totals.add(s, c)
         results = [totals.take(s) for s in weights]
-        gx = None if rows is None else _assembled(rows, lent, results, self.x)
+        gx = None if rows is None else _assembled(rows, results, self.x)
         return [gx, *carry, *results]
 
     @property
@@ -311,18 +307,23 @@ class Scan(Function):
         return f"Scan({self.program.plan.name})"
 
 
-def _assembled(rows: list, lent: dict, results: list, x) -> np.ndarray:
+def _assembled(rows: list, results: list, x) -> np.ndarray:
     """x's gradient as one (T, ...) array, its rows copied in one by one and each freed at
-    once: allocated only now, when the steps' activations are gone. A lent buffer may also be
-    a left factor of a weight's product (the LSTM's `x_t + W_hh h` has one adjoint for both):
-    those factors move to the buffer's row of the result, so the buffer can go, and the
-    product then reads the rows in place."""
+    once: allocated only now, when the steps' activations are gone. A row may also be a left
+    factor of a weight's product (the LSTM's `x_t + W_hh h` has one adjoint for both, written
+    into the buffer lent to its kernel; an unfused step passes one array to both): factors
+    that are the whole of a row's buffer move to that row of the result, so the buffer can go
+    and the product reads the rows in place."""
     gx = np.empty(*x)
-    moves = {id(buf): gx[t] for t, buf in lent.items()}
+    moves = {}  # id of a row's buffer -> its row of gx
+    for t, row in enumerate(rows):
+        if row is not None:
+            root = row if row.base is None else row.base
+            if root.size == row.size:  # the row is all of its buffer: the same numbers
+                moves[id(root)] = gx[t]
     for r in results:
         if type(r) is ProductGrad and moves:
             r.relocate(moves)
-    lent.clear()
     for t in range(len(rows)):
         row, rows[t] = rows[t], None
         gx[t] = 0 if row is None else row
