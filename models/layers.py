@@ -190,6 +190,7 @@ class _RNNBase(nn.Module):
     def forward(self, x, h0=None, lengths=None):
         name = type(self).__name__
         x = float_input(name, x)
+        shape = x.shape  # the caller's, for messages: x is transposed below
         if x.ndim not in (2, 3):
             n = self.input_size
             layout = f"(batch, seq, {n})" if self.batch_first else f"(seq, batch, {n})"
@@ -209,7 +210,7 @@ class _RNNBase(nn.Module):
             x = x.transpose(0, 1)
         T, B = x.shape[0], x.shape[1]
         if T == 0:
-            raise ValueError(f"{name}: the input has no time steps (shape {x.shape})")
+            raise ValueError(f"{name}: the input has no time steps (shape {shape})")
         states = self._initial_states(h0, B, x.dtype, batched)
         masks = None
         if lengths is not None:

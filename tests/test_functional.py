@@ -215,6 +215,18 @@ def test_softmax_family_stable_at_huge_logits_float32():
     assert np.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
+@pytest.mark.parametrize(("shape", "dim"), [((2, 0, 3), 1), ((0,), 0), ((0, 3), 0), ((0, 3), 1)])
+def test_softmax_family_over_an_empty_axis_is_empty(fn, shape, dim):
+    # As PyTorch: an empty result of the input's shape and dtype, not NumPy's "zero-size array
+    # to reduction operation maximum" error; backward gives an empty gradient.
+    x = mg.zeros(shape, requires_grad=True)
+    y = fn(x, dim)
+    assert y.shape == shape and y.dtype == x.dtype
+    (y * 2).sum().backward()
+    assert x.grad.shape == shape and x.grad.dtype == x.dtype
+
+
 def test_softmax_bad_dim():
     with pytest.raises(ValueError, match="softmax: dim 2"):
         F.softmax(mg.zeros((2, 3)), dim=2)

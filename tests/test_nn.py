@@ -422,6 +422,58 @@ def test_clip_grad_norm_edge_cases():
     assert clip_grad_norm_([q], 1.0) == math.inf
 
 
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
+def test_clip_grad_norm_nan_total_makes_every_gradient_nan(norm_type):
+    # As PyTorch: the coefficient min(max_norm / (NaN + 1e-6), 1) is NaN and is applied, so
+    # finite gradients never reach the optimizer unclipped. The NaN is last so that a
+    # NaN-dropping max() would miss it.
+    ps = _params_with_grads([np.array([3.0, 4.0]), np.array([1.0, np.nan])])
+    assert math.isnan(clip_grad_norm_(ps, 1.0, norm_type))
+    assert all(np.isnan(p.grad).all() for p in ps)
+    ps = _params_with_grads([np.array([3.0, 4.0]), np.array([1.0, np.nan])])
+    with pytest.raises(RuntimeError, match=rf"total norm of order {norm_type} .* non-finite "
+                       r"\(nan\), so it cannot be clipped.*error_if_nonfinite=False"):  # fmt: skip
+        clip_grad_norm_(ps, 1.0, norm_type, error_if_nonfinite=True)
+    np.testing.assert_array_equal(ps[0].grad, [3.0, 4.0])  # the error leaves them unchanged
+
+
+def test_clip_grad_norm_float64_sum_past_float64_range_is_inf():
+    p = nn.Parameter(np.zeros(2))
+    p.grad = np.array([1e200, 1e200])  # squares overflow float64; math.fsum would raise
+    assert clip_grad_norm_([p], 1.0) == math.inf
+    np.testing.assert_array_equal(p.grad, [0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "grads",
+    [
+        [[np.nan, 1.0], [1.0, 2.0]],
+        [[np.inf, 1.0], [1.0, 2.0]],
+        [[-np.inf, np.inf], [np.nan, 0.0]],
+        [[0.0, 0.0], [0.0, -0.0]],
+        [[1e-40, 1e-41], [0.0, 3e-45]],  # float32 denormals: a total far below max_norm
+        [[1e-40, 1e-41], [1.0, 2.0]],  # denormals scaled down with the rest
+        [[3.0, 4.0], [1.0, 2.0]],
+    ],
+)
+@pytest.mark.parametrize("norm_type", [2.0, math.inf])
+def test_clip_grad_norm_matches_torch_at_nonfinite_zero_and_denormal_totals(grads, norm_type):
+    torch = pytest.importorskip("torch")
+    ps = _params_with_grads([np.array(g) for g in grads])
+    tps = []
+    for g in grads:
+        t = torch.nn.Parameter(torch.zeros(len(g)))
+        t.grad = torch.tensor(np.array(g, np.float32))
+        tps.append(t)
+    # The total is the norm in float64 (torch's float32 one underflows to 0 for denormals).
+    flat = torch.cat([t.grad.double() for t in tps])
+    expected = torch.linalg.vector_norm(flat, norm_type).item()
+    np.testing.assert_allclose(clip_grad_norm_(ps, 1.0, norm_type), expected, rtol=1e-6)
+    torch.nn.utils.clip_grad_norm_(tps, 1.0, norm_type)
+    for p, t in zip(ps, tps, strict=True):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-6, atol=0)
+
+
 def test_clip_grad_value():
     (p,) = _params_with_grads([np.array([-3.0, 0.5, 2.0])])
     clip_grad_value_([p], 1.0)

@@ -1,6 +1,7 @@
 """minigrad.optim against the update equations of PyTorch's documentation, re-derived here in
 plain NumPy (float64), over several steps with gradients that depend on the parameters."""
 
+import copy
 import math
 
 import numpy as np
@@ -279,6 +280,97 @@ def test_state_dict_layout_and_mismatch_errors():
     assert opt.state[a]["momentum_buffer"][0] == 1
     with pytest.raises(ValueError, match="group 0 has 2 parameters in the state_dict, 1"):
         optim.SGD([a], lr=0.1).load_state_dict(sd)
+
+
+def _adam_with_state():
+    a, b = nn.Parameter(np.ones((2, 3), np.float32)), nn.Parameter(np.ones(4, np.float32))
+    opt = optim.Adam([{"params": [a]}, {"params": [b], "lr": 0.5}], amsgrad=True)
+    a.grad, b.grad = np.full((2, 3), 0.5, np.float32), np.full(4, -2.0, np.float32)
+    opt.step()
+    return opt, a, b
+
+
+def _assert_same_bits(x, y):
+    """Nested dicts/lists/arrays equal bit for bit: same types, dtypes, shapes and bytes."""
+    assert type(x) is type(y)
+    if isinstance(x, dict):
+        assert list(x) == list(y)
+        for k in x:
+            _assert_same_bits(x[k], y[k])
+    elif isinstance(x, list | tuple):
+        assert len(x) == len(y)
+        for u, v in zip(x, y, strict=True):
+            _assert_same_bits(u, v)
+    elif isinstance(x, np.ndarray):
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+    else:
+        assert x == y
+
+
+def _corrupt(sd, how):
+    """A bad state_dict whose first entries are valid and different (so a partial load shows)."""
+    sd["state"][0]["exp_avg"] += 1
+    sd["param_groups"][0]["lr"] = 9.0
+    state1, groups = sd["state"][1], sd["param_groups"]
+    if how == "index":
+        sd["state"][5] = sd["state"].pop(1)
+    elif how == "shape":
+        state1["exp_avg_sq"] = np.zeros(3, np.float32)
+    elif how == "int8":
+        state1["exp_avg"] = np.ones(4, np.int8)
+    elif how == "range":
+        state1["max_exp_avg_sq"] = np.full(4, 1e300)
+    elif how == "groups":
+        groups.append({"params": []})
+    elif how == "params":
+        groups[1]["params"].append(7)
+    elif how == "twice":
+        groups[1]["params"] = [0]
+    elif how == "entry":
+        sd["state"][1] = [1, 2]
+    elif how == "step":
+        state1["step"] = np.ones(4)
+    return sd
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("index", r"a state entry for parameter index 5, but the param groups list only \[0, 1\]"),
+        ("shape", r"param 0 \(index 1\): 'exp_avg_sq' has shape \(3,\), expected the.* \(4,\)"),
+        ("int8", r"group 1, param 0 \(index 1\): 'exp_avg' has dtype int8, expected a floating"),
+        ("range", r"'max_exp_avg_sq' has values beyond the range of float32"),
+        ("groups", r"3 parameter groups in the state_dict, 2 in the optimizer"),
+        ("params", r"group 1 has 2 parameters in the state_dict, 1 in the optimizer"),
+        ("twice", r"parameter index 0 is in the state_dict twice"),
+        ("entry", r"the state of group 1, param 0 \(index 1\) is a list"),
+        ("step", r"'step' must be a real number, got a float64 array of shape \(4,\)"),
+    ],
+)
+def test_failed_load_state_dict_names_the_entry_and_changes_nothing(how, message):
+    opt, a, b = _adam_with_state()
+    before = opt.state_dict()
+    bad = _corrupt(copy.deepcopy(before), how)
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: .*" + message):
+        opt.load_state_dict(bad)
+    _assert_same_bits(opt.state_dict(), before)
+    assert opt.state[a]["exp_avg"] is not None and opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_load_state_dict_casts_float_moments_to_the_parameters_dtype():
+    opt, a, b = _adam_with_state()
+    sd = opt.state_dict()
+    sd["state"]["1"] = sd["state"].pop(1)  # str keys, as JSON gives them
+    for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        sd["state"][0][k] = mg.tensor(sd["state"][0][k], dtype=mg.float64)
+        sd["state"]["1"][k] = sd["state"]["1"][k].astype(np.float16)
+    opt2, a2, b2 = _adam_with_state()
+    opt2.load_state_dict(sd)
+    for p in (a2, b2):
+        assert all(opt2.state[p][k].dtype == np.float32 for k in ("exp_avg", "exp_avg_sq"))
+    a2.grad, b2.grad = np.ones((2, 3), np.float32), np.ones(4, np.float32)
+    opt2.step()
+    assert a2.data.dtype == np.float32 and np.isfinite(b2.data).all()
 
 
 def test_bad_optimizer_arguments():

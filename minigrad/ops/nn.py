@@ -18,6 +18,8 @@ from .tangent import plus, times
 
 def _log_softmax(z, axis):
     """z - logsumexp(z) along axis, shifted by the max so that exp never overflows."""
+    if z.shape[axis] == 0:  # np.max has no identity; PyTorch returns an empty result
+        return np.empty_like(z)
     m = np.max(z, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)  # a row of -inf stays -inf instead of becoming NaN
     shifted = z - m

@@ -5,6 +5,8 @@ parameter; the base class walks the groups, skips parameters without a gradient 
 update in place on `p.data` under no_grad.
 """
 
+import operator
+
 import numpy as np
 
 from ..autograd import bump_version, enable_grad, no_grad
@@ -99,41 +101,46 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        groups = state_dict["param_groups"]
+        """Load what state_dict() returned. Everything is checked before anything changes: a
+        bad entry raises a ValueError naming it and leaves the optimizer as it was."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups'")
+        groups, saved_state = state_dict["param_groups"], state_dict["state"]
         if len(groups) != len(self.param_groups):
             raise ValueError(
-                f"{type(self).__name__}.load_state_dict: {len(groups)} parameter groups in the "
-                f"state_dict, {len(self.param_groups)} in the optimizer"
+                f"{name}: {len(groups)} parameter groups in the state_dict, "
+                f"{len(self.param_groups)} in the optimizer"
             )
-        for i, (saved, own) in enumerate(zip(groups, self.param_groups, strict=True)):
+        by_index = {}  # saved index -> (parameter, where it is, for messages)
+        for g, (saved, own) in enumerate(zip(groups, self.param_groups, strict=True)):
+            if not isinstance(saved, dict) or "params" not in saved:
+                raise ValueError(f"{name}: group {g} of the state_dict has no 'params'")
             if len(saved["params"]) != len(own["params"]):
                 raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: group {i} has "
-                    f"{len(saved['params'])} parameters in the state_dict, {len(own['params'])} "
-                    "in the optimizer"
+                    f"{name}: group {g} has {len(saved['params'])} parameters in the "
+                    f"state_dict, {len(own['params'])} in the optimizer"
                 )
-        by_index = {}
-        for saved, own in zip(groups, self.param_groups, strict=True):
-            by_index.update(zip(saved["params"], own["params"], strict=True))
-        self.state = {}
-        for i, s in state_dict["state"].items():
-            p = by_index[int(i)]
-            self.state[p] = {k: self._restore(p, k, v) for k, v in s.items()}
+            for j, (i, p) in enumerate(zip(saved["params"], own["params"], strict=True)):
+                i = _index(name, i, f"group {g}, param {j}")
+                if i in by_index:
+                    raise ValueError(f"{name}: parameter index {i} is in the state_dict twice")
+                by_index[i] = (p, f"group {g}, param {j} (index {i})")
+        new_state = {}
+        for i, entry in saved_state.items():
+            i = _index(name, i, "a state entry")
+            if i not in by_index:
+                raise ValueError(
+                    f"{name}: a state entry for parameter index {i}, but the param groups "
+                    f"list only {sorted(by_index)}"
+                )
+            p, where = by_index[i]
+            if not isinstance(entry, dict):
+                raise ValueError(f"{name}: the state of {where} is a {type(entry).__name__}")
+            new_state[p] = {k: _restore(f"{name}: {where}", p, k, v) for k, v in entry.items()}
+        self.state = new_state
         for saved, own in zip(groups, self.param_groups, strict=True):
             own.update({k: v for k, v in saved.items() if k != "params"})
-
-    @staticmethod
-    def _restore(p, key, value):
-        if isinstance(value, Tensor):
-            value = value.data
-        if isinstance(value, np.ndarray):
-            if value.shape != p.shape and value.ndim > 0:
-                raise ValueError(
-                    f"optimizer state '{key}' has shape {value.shape}, parameter {p.shape}"
-                )
-            dtype = p.dtype if value.dtype.kind == "f" else value.dtype
-            return np.array(value, dtype=dtype)  # a copy, in the parameter's dtype
-        return value
 
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]
@@ -149,3 +156,41 @@ def _check(name, value, low, high=None, low_open=False):
     if bad:
         rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
         raise ValueError(f"invalid {name}: {value} (must be in {rng})")
+
+
+def _index(name, i, what):
+    """A parameter index of a state_dict as an int (JSON turns the state's keys into str)."""
+    try:
+        return int(i) if isinstance(i, str) else operator.index(i)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {what} has parameter index {i!r}, not an int") from None
+
+
+def _restore(where, p, key, value):
+    """A copy of one state entry for parameter p. An array of p's shape is a moment: it must be
+    floating and is cast to p's dtype, so the next step computes in p's dtype."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if not isinstance(value, np.ndarray):
+        return value  # a number (the step count) or whatever a subclass keeps
+    if key == "step" or (value.ndim == 0 and p.ndim > 0):  # a count or scalar statistic
+        if value.ndim or value.dtype.kind not in "iuf":
+            raise ValueError(
+                f"{where}: '{key}' must be a real number, got a {value.dtype} array of shape "
+                f"{value.shape}"
+            )
+        return value.copy()  # in its own dtype: a float16 step count would lose steps
+    if value.shape != p.shape:
+        raise ValueError(
+            f"{where}: '{key}' has shape {value.shape}, expected the parameter's {p.shape}"
+        )
+    if value.dtype.kind != "f":
+        raise ValueError(
+            f"{where}: '{key}' has dtype {value.dtype}, expected a floating array "
+            f"(it is cast to the parameter's {p.dtype})"
+        )
+    with np.errstate(over="ignore"):
+        out = value.astype(p.dtype)  # a copy
+    if not np.array_equal(np.isfinite(out), np.isfinite(value)):
+        raise ValueError(f"{where}: '{key}' has values beyond the range of {p.dtype}")
+    return out

@@ -262,6 +262,16 @@ def test_layer_errors_name_the_layer_and_shapes():
         make_rnn("transformer", 4, 3)
 
 
+@pytest.mark.parametrize(
+    ("batch_first", "shape"), [(True, (3, 0, 4)), (False, (0, 3, 4)), (False, (0, 4))]
+)
+def test_no_time_steps_error_shows_the_callers_shape(batch_first, shape):
+    # batch_first and unbatched inputs are reshaped inside forward; the message must not be.
+    match = r"LSTM: the input has no time steps \(shape " + re.escape(str(shape)) + r"\)"
+    with pytest.raises(ValueError, match=match):
+        LSTM(4, 8, batch_first=batch_first)(mg.randn(*shape))
+
+
 # ----- a state of the wrong kind or shape, an input of the wrong shape ----------------------------
 STATE = r"\(num_layers\*num_directions, batch, hidden_size\)"
 
