@@ -1,4 +1,5 @@
-"""The fused kernels' on-disk cache: files checked before use, unsafe directories avoided.
+"""The fused kernels' on-disk cache: damaged files rewritten or discarded, unsafe directories
+avoided (test_fusion_cache_trust.py: files other users could have written).
 
 A fresh process is what reads the cache (one process compiles each source once), so the
 end-to-end tests run a small fused computation in a subprocess, against the same computation
@@ -17,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from minigrad.fusion import codegen
+from minigrad.fusion import cache
 
 SCRIPT = """
 import json
@@ -114,108 +115,108 @@ def _cache_file(cache_dir, source):
 
 
 @pytest.fixture
-def fresh_codegen(tmp_path, monkeypatch):
-    """codegen as in a new process, with its cache in tmp_path/cache and temporary
+def fresh_cache(tmp_path, monkeypatch):
+    """The cache module as in a new process, with its cache in tmp_path/cache and temporary
     directories under tmp_path/tmp."""
-    monkeypatch.setattr(codegen, "_modules", {})
-    monkeypatch.setattr(codegen, "_dirs", {})
-    monkeypatch.setattr(codegen, "_private", [])
+    for name, empty in (("_modules", {}), ("_refused", {}), ("_private", []), ("_damage_seen", [])):
+        monkeypatch.setattr(cache, name, empty)
     monkeypatch.setenv("MINIGRAD_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     return tmp_path / "cache"
 
 
-def test_compiled_code_of_an_edited_source_is_deleted(fresh_codegen):
+def test_an_edited_source_is_rewritten_and_not_run(fresh_cache):
     source = _tiny_source(1)
-    path = _cache_file(fresh_codegen, source)
-    pycache = path.parent / "__pycache__"
-    pycache.mkdir(parents=True)
+    path = _cache_file(fresh_cache, source)
+    path.parent.mkdir(parents=True)
     path.write_text(_tiny_source(2))  # same length as the right text
-    stale = [pycache / f"{path.stem}.forward-25.py311.nbi", pycache / f"{path.stem}.f.1.nbc"]
-    other = pycache / "minigrad_fused_0123456789abcdef0123.forward-25.py311.nbi"
-    for p in [*stale, other]:
-        p.write_bytes(b"compiled")
-    assert codegen.load_module(source).X == 1
+    assert cache.load_module(source).X == 1
     assert path.read_text() == source
-    assert not any(p.exists() for p in stale) and other.exists()
 
 
-def test_a_correct_file_is_used_as_it_is(fresh_codegen):
+def test_a_correct_file_is_used_as_it_is(fresh_cache):
     source = _tiny_source(3)
-    codegen.load_module(source)
-    path = _cache_file(fresh_codegen, source)
+    cache.load_module(source)
+    path = _cache_file(fresh_cache, source)
     compiled = path.parent / "__pycache__" / f"{path.stem}.forward-25.py311.nbi"
     compiled.write_bytes(b"compiled")
     before = path.stat().st_mtime_ns
-    codegen._modules.clear()  # as a new process would
-    assert codegen.load_module(source).X == 3
+    cache._modules.clear()  # as a new process would
+    assert cache.load_module(source).X == 3
     assert path.stat().st_mtime_ns == before and compiled.exists()
 
 
-def test_the_source_is_fsynced_before_it_is_renamed_into_place(fresh_codegen, monkeypatch):
+def test_the_source_is_fsynced_before_it_is_renamed_into_place(fresh_cache, monkeypatch):
     calls = []
     fsync, replace = os.fsync, os.replace
-    monkeypatch.setattr(codegen.os, "fsync", lambda fd: calls.append("fsync") or fsync(fd))
-    monkeypatch.setattr(
-        codegen.os, "replace", lambda a, b: calls.append("replace") or replace(a, b)
-    )
-    codegen.load_module(_tiny_source(4))
+    monkeypatch.setattr(cache.os, "fsync", lambda fd: calls.append("fsync") or fsync(fd))
+    monkeypatch.setattr(cache.os, "replace", lambda a, b: calls.append("replace") or replace(a, b))
+    cache.load_module(_tiny_source(4))
     assert calls[:2] == ["fsync", "replace"]
     assert calls.count("fsync") == 2  # the file, then its directory
 
 
-def test_the_cache_directory_is_private(fresh_codegen):
-    codegen.load_module(_tiny_source(5))
-    for d in [fresh_codegen / "fused", fresh_codegen / "fused" / "__pycache__"]:
+def test_the_cache_directory_is_private(fresh_cache):
+    cache.load_module(_tiny_source(5))
+    for d in [fresh_cache / "fused", fresh_cache / "fused" / "__pycache__"]:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
 
 
-def _assert_fell_back(fresh_codegen, source, value):
-    private = fresh_codegen.parent / "tmp"
-    assert codegen.load_module(source).X == value
+def _assert_fell_back(fresh_cache, source, value):
+    private = fresh_cache.parent / "tmp"
+    assert cache.load_module(source).X == value
     (used,) = private.iterdir()
-    assert (used / _cache_file(fresh_codegen, source).name).read_text() == source
+    assert (used / _cache_file(fresh_cache, source).name).read_text() == source
     assert stat.S_IMODE(used.stat().st_mode) == 0o700
-    assert not _cache_file(fresh_codegen, source).exists()
+    assert not _cache_file(fresh_cache, source).exists()
     return used
 
 
 @pytest.mark.parametrize("where", ["it", "its __pycache__"])
-def test_a_directory_others_can_write_is_not_used(where, fresh_codegen):
-    pycache = fresh_codegen / "fused" / "__pycache__"
+def test_a_directory_others_can_write_is_not_used(where, fresh_cache):
+    pycache = fresh_cache / "fused" / "__pycache__"
     pycache.mkdir(parents=True)
     (pycache if where != "it" else pycache.parent).chmod(0o777)
     with pytest.warns(UserWarning, match=f"not caching .* others can write to {where} .mode 777"):
-        _assert_fell_back(fresh_codegen, _tiny_source(6), 6)
+        _assert_fell_back(fresh_cache, _tiny_source(6), 6)
 
 
-def test_a_directory_of_another_user_is_not_used(fresh_codegen, monkeypatch):
-    (fresh_codegen / "fused").mkdir(parents=True)
-    uid = (fresh_codegen / "fused").stat().st_uid
-    monkeypatch.setattr(codegen.os, "geteuid", lambda: uid + 1)
-    with pytest.warns(UserWarning, match=f"belongs to uid {uid}, not to this user"):
-        _assert_fell_back(fresh_codegen, _tiny_source(7), 7)
+@pytest.mark.parametrize("where", ["it", "its __pycache__"])
+def test_a_directory_of_another_user_is_not_used(where, fresh_cache, monkeypatch):
+    pycache = fresh_cache / "fused" / "__pycache__"
+    pycache.mkdir(parents=True)
+    theirs = pycache if where != "it" else pycache.parent
+    fstat, uid = os.fstat, os.geteuid() + 1
+
+    def their_fstat(fd):  # theirs as far as the check can tell, whoever runs the tests
+        st = fstat(fd)
+        same = (st.st_dev, st.st_ino) == (theirs.stat().st_dev, theirs.stat().st_ino)
+        return os.stat_result((*st[:4], uid, *st[5:10])) if same else st
+
+    monkeypatch.setattr(cache.os, "fstat", their_fstat)
+    with pytest.warns(UserWarning, match=f"{where} belongs to uid {uid}, not to this user"):
+        _assert_fell_back(fresh_cache, _tiny_source(7), 7)
 
 
-def test_a_failed_write_falls_back_to_a_private_directory(fresh_codegen, monkeypatch):
-    write = codegen._write_atomically
-    shared = str(fresh_codegen / "fused")
+def test_a_failed_write_falls_back_to_a_private_directory(fresh_cache, monkeypatch):
+    write = cache._write_atomically
+    shared = str(fresh_cache / "fused")
 
     def read_only(path, data):  # what a directory made read-only after the check does
         if path.startswith(shared):
             raise PermissionError(13, "Permission denied", path)
         write(path, data)
 
-    monkeypatch.setattr(codegen, "_write_atomically", read_only)
+    monkeypatch.setattr(cache, "_write_atomically", read_only)
     with pytest.warns(UserWarning, match="writing to it failed"):
-        used = _assert_fell_back(fresh_codegen, _tiny_source(8), 8)
-    assert codegen.load_module(_tiny_source(9)).X == 9  # later modules go there too
-    assert (used / _cache_file(fresh_codegen, _tiny_source(9)).name).exists()
+        used = _assert_fell_back(fresh_cache, _tiny_source(8), 8)
+    assert cache.load_module(_tiny_source(9)).X == 9  # later modules go there too
+    assert (used / _cache_file(fresh_cache, _tiny_source(9)).name).exists()
 
 
-def test_a_read_only_directory_falls_back(fresh_codegen, monkeypatch):
-    fused = fresh_codegen / "fused"
+def test_a_read_only_directory_falls_back(fresh_cache, monkeypatch):
+    fused = fresh_cache / "fused"
     (fused / "__pycache__").mkdir(parents=True)
     fused.chmod(0o500)
     if os.geteuid() == 0:  # root writes anywhere: have os.access answer as for the owner
@@ -225,9 +226,9 @@ def test_a_read_only_directory_falls_back(fresh_codegen, monkeypatch):
             writable = os.stat(path).st_mode & stat.S_IWUSR
             return access(path, mode) and (writable or not mode & os.W_OK)
 
-        monkeypatch.setattr(codegen.os, "access", owner_access)
+        monkeypatch.setattr(cache.os, "access", owner_access)
     with pytest.warns(UserWarning, match="it is not writable"):
-        _assert_fell_back(fresh_codegen, _tiny_source(10), 10)
+        _assert_fell_back(fresh_cache, _tiny_source(10), 10)
 
 
 def test_an_uncreatable_directory_falls_back_and_is_cleaned_up_at_exit(tmp_path):
@@ -238,3 +239,43 @@ def test_an_uncreatable_directory_falls_back_and_is_cleaned_up_at_exit(tmp_path)
     stderr = run_fused(blocker / "cache", tmpdir=tmpdir)  # makedirs fails: not a directory
     assert "not caching compiled kernels" in stderr and "cannot create it" in stderr
     assert list(tmpdir.iterdir()) == []  # the private directory went at exit
+
+
+# ----- Numba's files: what a power cut leaves, and how they are written -------------------------
+def _damage(how, path):
+    data = path.read_bytes()
+    path.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("how", ["empty", "cut"])
+@pytest.mark.parametrize("kind", ["index", "data"])
+def test_a_damaged_numba_file_is_discarded_and_recompiled_with_one_warning(
+    kind, how, warm_cache, tmp_path
+):
+    """Numba renames its files into place without fsync: after a power cut one can be empty
+    or cut short, which made every later run fail (EOFError, UnpicklingError)."""
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(warm_cache, cache_dir)
+    pycache = cache_dir / "fused" / "__pycache__"
+    damaged = sorted(pycache.glob("*.nbi" if kind == "index" else "*.nbc"))
+    assert len(damaged) >= 2  # forward's and backward's
+    for path in damaged:
+        _damage(how, path)
+    stderr = run_fused(cache_dir)
+    assert stderr.count("discarded a damaged compiled-kernel file") == 1, stderr
+    written = {p: p.stat().st_mtime_ns for p in pycache.iterdir()}
+    assert all(p.stat().st_size > 0 for p in damaged)
+    assert "discarded" not in run_fused(cache_dir)  # whole again: loaded, not rewritten
+    assert {p: p.stat().st_mtime_ns for p in pycache.iterdir()} == written
+
+
+def test_numba_files_are_fsynced_before_they_are_renamed_into_place(fresh_cache, monkeypatch):
+    calls = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(cache.os, "fsync", lambda fd: calls.append("fsync") or fsync(fd))
+    monkeypatch.setattr(cache.os, "replace", lambda a, b: calls.append(b) or replace(a, b))
+    module = cache.load_module("from numba import njit\n\n\n@njit\ndef f(x):\n    return x + 1\n")
+    assert module.f(1) == 2
+    numba_files = [i for i, call in enumerate(calls) if call.endswith((".nbi", ".nbc"))]
+    assert len(numba_files) == 2 and all(calls[i - 1] == "fsync" for i in numba_files)
+    assert all(calls[i + 1] == "fsync" for i in numba_files)  # their directory
