@@ -2,13 +2,17 @@
 torch.distributed: barrier, all_reduce, broadcast, all_gather, and all_gather_rows for
 arrays whose first dimension differs between ranks.
 
-Each first exchanges a small fingerprint (which collective, dtype, size, op or root) with an
-allgather, so ranks that call different collectives at the same point get a clear error on
-every rank instead of MPI silently matching, say, one rank's broadcast with another's
-allreduce. Without a launcher (a world of one) they return at once without MPI.
+Each first exchanges a small fingerprint (which collective, dtype, shape, op or root) with an
+allgather, so ranks that call different collectives at the same point, or the same one on
+arrays of different shapes, get a clear error on every rank instead of MPI silently matching,
+say, one rank's broadcast with another's allreduce, or reshaping one rank's array.
+DistributedDataParallel's gradient reductions join the same sequence of fingerprints.
+Without a launcher (a world of one) they return at once without MPI.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
@@ -28,36 +32,64 @@ def _buffer(array):
     return contiguous, target
 
 
-def _agree(group: _Group, name: str, array: np.ndarray, extra: int = -1) -> str:
-    """Check that every rank is calling the same collective on a like array; its label."""
+_COLLECTIVES = ("barrier", "all_reduce", "broadcast", "all_gather", "all_gather_rows", "ddp")
+_DIMS = 6  # shape columns; a longer shape keeps 5 dims and a hash of the rest (negative)
+
+
+def _code(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "little")
+
+
+def fingerprint(group: _Group, name: str, dtype=None, shape=(), extra: int = -1) -> np.ndarray:
+    """This rank's row for the agreement check: the call's number, which collective, dtype,
+    extra (op, root, or which DDP wrapper), then the shape. Counts the call."""
     group.calls += 1
-    what = f"{name} #{group.calls}"
-    print_dtype = array.dtype.str.encode().ljust(8, b"\0")[:8]
-    mine = np.array(
-        [group.calls, _COLLECTIVES.index(name), int.from_bytes(print_dtype, "little"),
-         array.size, extra],
-        np.int64,
-    )  # fmt: skip
-    everyone = np.empty((group.size, mine.size), np.int64)
-    wait([group.comm.Iallgather(mine, everyone)], what)
+    row = np.full(5 + _DIMS, -1, np.int64)
+    dtype_code = -1 if dtype is None else int.from_bytes(dtype.str.encode()[:8], "little")
+    row[:5] = (group.calls, _COLLECTIVES.index(name), dtype_code, extra, len(shape))
+    if len(shape) > _DIMS:
+        shape = (*shape[: _DIMS - 1], -_code(str(shape[_DIMS - 1 :])))
+    row[5 : 5 + len(shape)] = shape
+    return row
+
+
+def agree(group: _Group, row: np.ndarray, what: str) -> None:
+    """Allgather every rank's fingerprint row and raise DistributedError on every rank if
+    they differ. All rows have one size, so MPI pairs them whatever each rank is calling
+    (a user collective, DDP's reduction): the mismatch is seen at once, not at the deadline."""
+    everyone = np.empty((group.size, row.size), np.int64)
+    wait([group.comm.Iallgather(row, everyone)], what)
     bad = [r for r in range(group.size) if not np.array_equal(everyone[r], everyone[0])]
     if bad:
         rows = "; ".join(_describe(r, everyone[r]) for r in [0] + bad)
-        raise DistributedError(f"ranks disagree on collective #{group.calls}: {rows}")
+        raise DistributedError(f"ranks disagree on collective #{int(row[0])}: {rows}")
+
+
+def _agree(group: _Group, name: str, array: np.ndarray, extra: int = -1, shape=None) -> str:
+    """Check that every rank is calling the same collective on a like array; its label."""
+    row = fingerprint(group, name, array.dtype, array.shape if shape is None else shape, extra)
+    what = f"{name} #{group.calls}"
+    agree(group, row, what)
     return what
-
-
-_COLLECTIVES = ("barrier", "all_reduce", "broadcast", "all_gather", "all_gather_rows")
 
 
 def _describe(rank, row) -> str:
     name = _COLLECTIVES[int(row[1])]
+    dims = [int(d) for d in row[5 : 5 + min(int(row[4]), _DIMS)]]
     if name == "barrier":
         return f"rank {rank} called barrier()"
+    if name == "ddp":
+        buckets, elements = dims
+        return (
+            f"rank {rank} is in DistributedDataParallel's gradient allreduce (wrapper "
+            f"#{int(row[3])}: {buckets} bucket{'s' * (buckets != 1)}, {elements} elements)"
+        )
+    text = ", ".join(str(d) if d >= 0 else "..." for d in dims)
+    shape = f"({text},)" if len(dims) == 1 else f"({text})"
     dtype = np.dtype(int(row[2]).to_bytes(8, "little").rstrip(b"\0").decode()).name
-    args = {"all_reduce": f"op={_OPS[int(row[4])]!r}", "broadcast": f"src={int(row[4])}"}
-    unit = "per row" if name == "all_gather_rows" else "elements"
-    return f"rank {rank} called {name}({args.get(name, '')}) on {int(row[3])} {dtype} {unit}"
+    args = {"all_reduce": f"op={_OPS[int(row[3])]!r}", "broadcast": f"src={int(row[3])}"}
+    of = "rows of shape" if name == "all_gather_rows" else "of shape"
+    return f"rank {rank} called {name}({args.get(name, '')}) on {dtype} {of} {shape}"
 
 
 def barrier() -> None:
@@ -109,7 +141,8 @@ def broadcast(array, src: int = 0):
 
 
 def all_gather(array) -> np.ndarray:
-    """Every rank's `array` (same shape and dtype on all), stacked: (world_size, *shape)."""
+    """Every rank's `array` (same shape and dtype on all, else DistributedError), stacked:
+    (world_size, *shape)."""
     buf, _ = _buffer(array)
     group = _implicit_group()
     if group is None or group.size == 1:
@@ -130,7 +163,7 @@ def all_gather_rows(array) -> np.ndarray:
     if group is None or group.size == 1:
         return buf.copy()
     row = int(np.prod(buf.shape[1:], dtype=np.int64))
-    what = _agree(group, "all_gather_rows", np.zeros(row, buf.dtype))
+    what = _agree(group, "all_gather_rows", buf, shape=buf.shape[1:])
     counts = np.empty(group.size, np.int64)
     wait([group.comm.Iallgather(np.array([buf.shape[0]], np.int64), counts)], what)
     out = np.empty((int(counts.sum()),) + buf.shape[1:], buf.dtype)

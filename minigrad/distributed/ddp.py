@@ -4,9 +4,10 @@ the gradients are averaged (or summed) over the ranks before the optimizer steps
 The design is PyTorch's DDP (Li et al. 2020, "PyTorch Distributed: Experiences on
 Accelerating Data Parallel Training"), on MPI:
 
-- At construction, every rank's parameters must match rank 0's in names, shapes and dtypes
-  (a ValueError on every rank otherwise), and rank 0's values are broadcast to all, so the
-  ranks start identical; identical averaged gradients then keep them identical.
+- At construction, every rank's parameters must match rank 0's in names, shapes, dtypes,
+  requires_grad and their places in the gradient buckets (a ValueError on every rank naming
+  the first difference otherwise), and rank 0's values are broadcast to all, so the ranks
+  start identical; identical averaged gradients then keep them identical.
 - Gradients travel in buckets of about `bucket_cap_mb`: flat NumPy buffers, one allreduce
   each (fewer, larger messages than one per tensor, which pays the latency once per bucket).
   Parameters are bucketed in reverse order of registration, the order in which backward
@@ -18,7 +19,9 @@ Accelerating Data Parallel Training"), on MPI:
   the same collectives in the same order whatever order its gradients finish in.
 - When the last bucket has started, the wrapper waits for all of them and writes the
   reduced gradients back into each parameter's .grad, still inside backward(): after
-  `loss.backward()` returns, .grad holds the reduced gradient, as with PyTorch.
+  `loss.backward()` returns, .grad holds the reduced gradient, as with PyTorch. Before it
+  waits, it exchanges a fingerprint with the user collectives' check (collectives.py), so a
+  rank left in all_reduce or barrier by another rank's backward gets an error at once.
 - `synchronize()` finishes whatever backward did not: it reduces buckets some of whose
   parameters got no gradient in this pass (as zeros), and is a no-op when backward already
   finished everything. A rank with nothing to compute (an empty share of a final batch)
@@ -39,16 +42,19 @@ mean even when the ranks' counts differ (uneven shares, padding, ignore_index).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 
 import numpy as np
 
 from ..nn import Module
 from ..tensor import Tensor
+from . import collectives as c
 from . import group as g
 from .sync import broadcast_parameters, check_same_layout
 
 _REDUCE_OPS = ("mean", "sum")
+_serials = itertools.count(1)  # numbers the wrappers, to tell their reductions apart
 
 
 class _Bucket:
@@ -129,14 +135,22 @@ class DistributedDataParallel(Module):
         self.world_size = group.size
         self.reduce_op = reduce_op
         params = [p for p in module.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("DistributedDataParallel: the module has no parameter to train")
-        check_same_layout(module)
-        broadcast_parameters(module)
-        self._MPI = group.MPI
-        self._comm = group.comm.Dup()  # the buckets' own channel, apart from user collectives
         self._buckets = _make_buckets(reversed(params), bucket_cap_mb * 2**20)
         self._bucket_of = {id(p): i for i, b in enumerate(self._buckets) for p in b.params}
+        # Compared on every rank before any gradient moves: what decides the buckets.
+        placement = {
+            id(p): (i, int(b.offsets[j]))
+            for i, b in enumerate(self._buckets)
+            for j, p in enumerate(b.params)
+        }
+        check_same_layout(module, placement)
+        if not params:  # after the check, so that every rank raises it
+            raise ValueError("DistributedDataParallel: the module has no parameter to train")
+        broadcast_parameters(module)
+        self._group = group
+        self._serial = next(_serials)  # the same on every rank: construction is collective
+        self._MPI = group.MPI
+        self._comm = group.comm.Dup()  # the buckets' own channel, apart from user collectives
         self.overlap = bool(overlap) and hasattr(Tensor, "register_post_accumulate_grad_hook")
         self._enabled = True  # False inside no_sync()
         self._reduced_in_backward = False  # set when backward's hooks finished the reduction
@@ -191,9 +205,23 @@ class DistributedDataParallel(Module):
         self._next = i + 1
         self.stats["launch_seconds"] += time.perf_counter() - t0
 
+    def _agree(self) -> str:
+        """Check that every rank waits in this reduction, not in a user collective or another
+        wrapper's reduction: one fingerprint joins the user collectives' sequence, so such a
+        mismatch is named at once instead of at the deadline. One per reduction, here where
+        it blocks, not one per bucket: a bucket launched before a user collective on one rank
+        and after it on another is harmless as long as neither waits for it in between."""
+        group = self._group
+        elements = sum(b.flat.size for b in self._buckets)
+        row = c.fingerprint(group, "ddp", None, (len(self._buckets), elements), self._serial)
+        what = f"DistributedDataParallel's gradient allreduce (collective #{group.calls})"
+        c.agree(group, row, what)
+        return what
+
     def _finish(self) -> None:
         t0 = time.perf_counter()
-        g.wait([b.request for b in self._buckets], "DistributedDataParallel's gradient allreduce")
+        what = self._agree() if self.world_size > 1 else "the gradient allreduce"
+        g.wait([b.request for b in self._buckets], what)
         scale = 1.0 / self.world_size if self.reduce_op == "mean" else 1.0
         for b in self._buckets:
             b.unpack(scale)

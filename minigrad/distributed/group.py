@@ -8,7 +8,8 @@ added on top of MPI, all about failures:
   variable MINIGRAD_DIST_TIMEOUT), so a collective that some rank never calls ends in an
   error naming the waiting rank and the collective instead of a silent hang. MPI itself
   cannot tell a slow peer from an absent one; the deadline is the detection.
-- The user-level collectives (collectives.py) check that all ranks call the same one.
+- The user-level collectives (collectives.py) and DistributedDataParallel's gradient
+  reductions check that all ranks call the same one.
 - A rank that raises an uncaught exception prints it with its rank and aborts the whole job
   (MPI_Abort), and a rank that leaves the program (sys.exit, or the end of its script) tells
   the others, so a peer still waiting for it stops within a second naming it. A rank killed
@@ -53,7 +54,7 @@ class _Group:
         self.control = world.Dup()  # departure notices only
         self.rank, self.size = world.Get_rank(), world.Get_size()
         self.timeout = timeout
-        self.calls = 0  # user-level collectives so far (the same count on every rank)
+        self.calls = 0  # checked collectives so far, DDP's included (the same on every rank)
         self.departed: set[int] = set()
         self._notice = np.zeros(1, np.int64)
         self._notice_request = self.control.Irecv(self._notice, MPI.ANY_SOURCE, _DEPART_TAG)

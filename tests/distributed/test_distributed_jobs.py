@@ -76,7 +76,8 @@ def test_a_rank_that_exits_early_is_named_by_the_rank_left_waiting():
 def test_ranks_calling_different_collectives_get_an_error():
     job = run_job(WORKERS / "faults.py", "mismatch", timeout=60)
     assert job.returncode != 0
-    assert "rank 0 called barrier(); rank 1 called all_reduce(op='sum') on 3 float64" in job.output
+    message = "rank 0 called barrier(); rank 1 called all_reduce(op='sum') on float64 of shape (3,)"
+    assert message in job.output, job.output
     assert job.seconds < 30
 
 
@@ -96,6 +97,49 @@ def test_models_of_different_shapes_are_refused_on_every_rank():
         "(32, 4) on rank 0 but (36, 4) on rank 1"
     )
     assert message.format(0) in job.output or message.format(1) in job.output, job.output
+
+
+LAYOUTS = {
+    # rank 1 freezes a weight: its buckets hold fewer elements than rank 0's
+    "frozen": "tensor #2 ('encoder.rnn.weight_hh_l0' on rank {}) requires grad on rank 0 but "
+    "not on rank 1",
+    # same-shaped biases frozen crosswise: the same bucket sizes, different gradients in them
+    "swapped": "tensor #3 ('encoder.rnn.bias_ih_l0' on rank {}) requires grad on rank 1 but "
+    "not on rank 0",
+    # the same parameters, bucketed differently
+    "caps": "tensor #0 ('encoder.embedding.weight' on rank {}) is in gradient bucket 0 at "
+    "element 511 on rank 0 but in bucket 6 at element 0 on rank 1",
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(LAYOUTS))
+def test_ranks_freezing_or_bucketing_differently_are_refused_on_every_rank(scenario):
+    job = run_job(WORKERS / "faults.py", scenario, timeout=60)
+    assert job.returncode != 0, job.output
+    message = "the ranks' models differ: " + LAYOUTS[scenario]
+    assert message.format(0) in job.output or message.format(1) in job.output, job.output
+    assert "ran to its end" not in job.output  # no rank trained on mixed gradients
+
+
+def test_all_gather_of_same_size_different_shapes_is_refused():
+    job = run_job(WORKERS / "faults.py", "gather", timeout=60)
+    assert job.returncode != 0, job.output
+    assert (
+        "rank 0 called all_gather() on float64 of shape (2, 3); "
+        "rank 1 called all_gather() on float64 of shape (3, 2)"
+    ) in job.output, job.output
+
+
+@pytest.mark.parametrize("call", ["all_reduce(op='sum') on float64 of shape (3,)", "barrier()"])
+def test_ddp_against_a_user_collective_is_caught_at_once(call):
+    """Without the check both ranks wait out the 600 s deadline (the job's 60 s here)."""
+    job = run_job(WORKERS / "faults.py", "ddp_vs_" + call.split("(")[0], timeout=60)
+    assert job.returncode != 0, job.output
+    assert (
+        "rank 0 is in DistributedDataParallel's gradient allreduce (wrapper #1: 1 bucket, "
+        f"539 elements); rank 1 called {call}"
+    ) in job.output, job.output
+    assert job.seconds < 30
 
 
 def test_a_crash_while_rank_0_saves_leaves_a_complete_checkpoint(tmp_path):

@@ -6,6 +6,13 @@
     mismatch    rank 0 calls barrier() where rank 1 calls all_reduce()
     alone       rank 0 calls barrier(), rank 1 never does (MINIGRAD_DIST_TIMEOUT bounds it)
     shapes      the ranks build models of different hidden sizes and wrap them in DDP
+    frozen      rank 1 freezes one weight (requires_grad=False) before wrapping in DDP
+    swapped     rank 0 freezes one bias, rank 1 the other bias of the same shape
+    caps        the ranks pass different bucket_cap_mb (one bucket on rank 0, 7 on rank 1)
+    gather      rank 0 all_gathers a (2, 3) array, rank 1 a (3, 2) one
+    ddp_vs_all_reduce, ddp_vs_barrier
+                rank 0 runs a training step (DDP's gradient allreduce) where rank 1, out of
+                data, calls all_reduce() or barrier() (the deadline is the default 600 s)
     checkpoint  rank 0 writes checkpoints without pause when rank 1 raises (argv[2]: the path)
 
 Each scenario must end the job (the test runs it with a timeout) with a message naming the
@@ -30,10 +37,12 @@ dist.init_process_group()
 rank = dist.get_rank()
 
 
-def train(steps, on_step):
+def train(steps, on_step, frozen=(), bucket_cap_mb=1.0):
     mg.manual_seed(0)
     model = LanguageModel(7, 4, 8 if scenario != "shapes" else 8 + rank)
-    ddp = dist.DistributedDataParallel(model)
+    for name, p in model.named_parameters():
+        p.requires_grad = name not in frozen
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb)
     opt = optim.SGD(model.parameters(), lr=0.1)
     x = np.random.default_rng(rank).integers(0, 7, size=(5, 3))
     for step in range(steps):
@@ -76,6 +85,23 @@ elif scenario == "alone":
         time.sleep(60)
 elif scenario == "shapes":
     train(1, lambda s, m: None)
+elif scenario == "frozen":
+    train(2, lambda s, m: None, frozen={"encoder.rnn.weight_hh_l0"} if rank == 1 else ())
+elif scenario == "swapped":
+    train(2, lambda s, m: None, frozen={f"encoder.rnn.bias_{'ih' if rank == 0 else 'hh'}_l0"})
+elif scenario == "caps":
+    train(2, lambda s, m: None, bucket_cap_mb=1.0 if rank == 0 else 1e-5)
+elif scenario == "gather":
+    print(dist.all_gather(np.arange(6.0).reshape((2, 3) if rank == 0 else (3, 2))), flush=True)
+elif scenario.startswith("ddp_vs_"):
+    if rank == 0:
+        train(1, lambda s, m: None)
+    else:  # the same wrapper (its construction is collective), then no data for the step
+        dist.DistributedDataParallel(LanguageModel(7, 4, 8))
+        if scenario == "ddp_vs_all_reduce":
+            dist.all_reduce(np.ones(3))
+        else:
+            dist.barrier()
 elif scenario == "checkpoint":
     path = sys.argv[2]
 
