@@ -20,12 +20,16 @@ checkpoint intact; a temporary left by a killed save is deleted by the next save
 Saving to a file object writes straight into it, so it cannot be atomic.
 
 `load` reads only the entries the header refers to, checks that each holds exactly what its
-shape and dtype need before reading it, and refuses arrays compressed more than 64-fold and a
-header compressed at all, past their first MiB (mg.save compresses nothing): what a hostile file
-makes it allocate stays within a small multiple of the file's size. Any malformed file raises
-ValueError naming it.
+shape and dtype need before reading it, accepts only the dtypes `save` writes (checked before
+NumPy parses them), and refuses arrays compressed more than 64-fold and a header compressed at
+all, past their first MiB (mg.save compresses nothing). It counts what the whole load allocates
+(the entries' bytes and array objects, the zip's directory, the Python objects of the JSON
+description, the tensors' copies) before allocating it, and refuses a file that would take it
+past 64 times the file's size plus 1 MiB, however many entries share that. Any malformed file
+raises ValueError naming it.
 """
 
+import ast
 import contextlib
 import hashlib
 import io
@@ -33,11 +37,12 @@ import json
 import os
 import re
 import secrets
+import struct
 import zipfile
-import zlib
 
 import numpy as np
 
+from . import dtypes
 from .nn.module import Parameter
 from .tensor import Tensor
 
@@ -57,6 +62,10 @@ _MAX_DEPTH = 100  # containers inside containers; far beyond any state_dict
 _MAX_EXPANSION = 64
 _MAX_HEADER_EXPANSION = 1
 _SLACK = 1 << 20
+# The whole load may allocate at most _MAX_EXPANSION times the file's size plus _SLACK, counted
+# before each allocation with these costs (measured with tracemalloc on CPython 3.11):
+_ENTRY_COST = 512  # a zip directory record (490 B), a tiny array and its dtype, a tensor (360 B)
+_TOKEN_COST = 96  # json's and _decode's objects per [ { , : of the JSON text (at most 82 B)
 
 
 # ----- saving -------------------------------------------------------------------------------------
@@ -234,13 +243,16 @@ def load(f):
         return _load(file, path)
 
 
-# What zipfile, zlib, numpy and json raise on bad bytes (zipfile raises NotImplementedError for
-# an unknown compression method, RuntimeError for an encrypted entry, OSError for a seek to a
-# bad offset; json RecursionError for deeply nested text).
-_MALFORMED = (
-    ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, OSError,
-    OverflowError, NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error,
-)  # fmt: skip
+@contextlib.contextmanager
+def _malformed(message):
+    """ValueError(message) for whatever parsing the file raises (zipfile, zlib, ast, json and
+    NumPy raise a dozen types), but MemoryError: the machine's fault, not the file's."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{message} ({e})") from e
 
 
 def _load(file, label):
@@ -249,31 +261,30 @@ def _load(file, label):
     file.seek(start)
     if magic == b"\x93NUMPY":
         raise ValueError(f"load: {label} holds a single .npy array, not a minigrad checkpoint")
-    try:
+    # Text, pickles, empty files and zips cut short all end here.
+    with _malformed(f"load: {label} is not a minigrad checkpoint, or is truncated"):
         archive = zipfile.ZipFile(file)
-    except _MALFORMED as e:  # text, pickles, empty files and zips cut short all end here
-        raise ValueError(
-            f"load: {label} is not a minigrad checkpoint, or is truncated ({e})"
-        ) from e
     with archive:
         if _HEADER + ".npy" not in archive.NameToInfo:
             raise ValueError(f"load: {label} is a zip or .npz file but not a minigrad checkpoint")
-        size = file.seek(0, os.SEEK_END)
-        try:
-            header = _read_header(archive, size)
-            return _decode(header["root"], _EntryReader(archive, size))
-        except _MALFORMED as e:
-            raise ValueError(
-                f"load: {label} is a corrupt or malformed minigrad checkpoint ({e})"
-            ) from e
+        with _malformed(f"load: {label} is a corrupt or malformed minigrad checkpoint"):
+            reader = _Reader(archive, file.seek(0, os.SEEK_END))
+            header = _read_header(reader)
+            return _decode(header["root"], reader)
 
 
-def _read_header(archive, size):
-    data = _read_entry(archive, _HEADER, size, _MAX_HEADER_EXPANSION)
+def _read_header(reader):
+    data = reader.read(_HEADER, _MAX_HEADER_EXPANSION)
     if data.dtype != np.uint8 or data.ndim != 1:
         raise ValueError(f"the header is a {data.dtype} array of shape {data.shape}")
+    # Its text as a str: 1 byte a character if ASCII (as save writes it), else up to 4.
+    reader.charge((1 if data.max(initial=0) < 0x80 else 4) * data.size, "the header's text")
+    text = str(data, "utf-8")
+    reader.left += data.size  # the array, freed here
+    del data
+    reader.charge(_parsed_size(text), "the header's JSON")
     try:
-        header = json.loads(data.tobytes().decode("utf-8"))
+        header = json.loads(text)
     except RecursionError:
         raise ValueError("the header is nested too deeply") from None
     if not isinstance(header, dict) or header.get("format") != _FORMAT:
@@ -286,54 +297,132 @@ def _read_header(archive, size):
     return header
 
 
-class _EntryReader:
-    """Reads an entry when the tree first refers to it (each at most once)."""
+def _parsed_size(text):
+    """At least what json.loads(text) and _decode allocate: measured (tracemalloc, CPython 3.11)
+    at most 82 bytes per [ { , : (an empty dict, a dict item, a pointer), plus the strings'
+    characters: 1 byte each in ASCII text without escapes, up to 5 with them."""
+    plain = text.isascii() and "\\" not in text
+    return _TOKEN_COST * sum(map(text.count, "[{,:")) + (1 if plain else 6) * len(text)
+
+
+class _Reader:
+    """Reads an entry when the tree first refers to it (each at most once), and keeps the
+    running total of what the load allocates, charging each allocation before it is made."""
 
     def __init__(self, archive, size):
         self.archive, self.size, self.arrays = archive, size, {}
+        self.left = _MAX_EXPANSION * size + _SLACK
+        # zipfile has already built one object for each entry of the directory: count them.
+        self.charge(_ENTRY_COST * len(archive.filelist), "the zip's directory")
+
+    def charge(self, nbytes, what):
+        self.left -= nbytes
+        if self.left < 0:
+            raise ValueError(
+                f"{what} would take loading past {_MAX_EXPANSION} times the file's "
+                f"{self.size} bytes plus 1 MiB"
+            )
 
     def __call__(self, entry):
         if not isinstance(entry, str) or entry == _HEADER:
             raise ValueError(f"bad entry reference {entry!r}")
         if entry not in self.arrays:
-            self.arrays[entry] = _read_entry(self.archive, entry, self.size, _MAX_EXPANSION)
+            self.arrays[entry] = self.read(entry, _MAX_EXPANSION)
         return self.arrays[entry]
 
-
-def _read_entry(archive, entry, size, max_expansion):
-    """The array stored as entry.npy, after checking that the zip's sizes are consistent with
-    each other, with the file, and with the array's own declared shape and dtype."""
-    name = entry + ".npy"
-    info = archive.NameToInfo.get(name)
-    if info is None:
-        raise ValueError(f"the entry {name} is missing")
-    if info.header_offset + info.compress_size > size:
-        raise ValueError(f"the entry {name} extends past the end of the file")
-    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-        raise ValueError(f"the entry {name} is stored but its two sizes differ")
-    if info.file_size > max_expansion * info.compress_size + _SLACK:
-        raise ValueError(
-            f"the entry {name} would expand {info.compress_size} bytes to {info.file_size} "
-            f"(more than {max_expansion}-fold past its first MiB)"
-        )
-    with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, _, dtype = read_header(member)
-        if dtype.hasobject:
-            raise ValueError(f"the entry {name} has dtype object, which needs pickle")
-        expected = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if info.file_size != expected:
+    def read(self, entry, max_expansion):
+        """The array stored as entry.npy, after checking that the zip's sizes are consistent
+        with each other, with the file, and with the array's own declared shape and dtype."""
+        name = entry + ".npy"
+        info = self.archive.NameToInfo.get(name)
+        if info is None:
+            raise ValueError(f"the entry {name} is missing")
+        if info.header_offset + info.compress_size > self.size:
+            raise ValueError(f"the entry {name} extends past the end of the file")
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise ValueError(f"the entry {name} is stored but its two sizes differ")
+        if info.file_size > max_expansion * info.compress_size + _SLACK:
             raise ValueError(
-                f"the entry {name} holds {info.file_size} bytes, but an array of shape {shape} "
-                f"and dtype {dtype} needs {expected}"
+                f"the entry {name} would expand {info.compress_size} bytes to {info.file_size} "
+                f"(more than {max_expansion}-fold past its first MiB)"
             )
-        member.seek(0)
-        return np.lib.format.read_array(member, allow_pickle=False)
+        self.charge(info.file_size + _ENTRY_COST, f"the entry {name}")
+        with self.archive.open(info) as member:
+            shape, dtype, header_length = _npy_header(member, name)
+            if header_length:  # a structured dtype's objects: up to 36 bytes a character
+                self.charge(40 * header_length, f"the dtype of {name}")
+            expected = member.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if info.file_size != expected:
+                raise ValueError(
+                    f"the entry {name} holds {info.file_size} bytes, but an array of shape "
+                    f"{shape} and dtype {dtype} needs {expected}"
+                )
+            # numpy reads through a buffer of 256 KiB or one item, which zipfile builds piece
+            # by piece (up to 3 times its size): past 256 KiB, counted until read.
+            buffer = 3 * max(min(dtype.itemsize, info.file_size) - (1 << 18), 0)
+            self.charge(buffer, f"reading the entry {name}")
+            member.seek(0)
+            arr = np.lib.format.read_array(member, allow_pickle=False)
+            self.left += buffer
+            return arr
+
+
+# The dtype strings save writes (dtype.str of every dtype but object ones); NumPy parses others
+# as expressions (with ast: "01" raises SyntaxError) or as lists of fields.
+_DTYPE = re.compile(
+    r"[<>|](b1|[iu][1248]|f(2|4|8|12|16)|c(8|16|24|32)|[SUV](0|[1-9]\d{0,9})"
+    r"|[mM]8(\[([1-9]\d{0,9})?([YMWDhms]|[munpfa]s|generic)\])?)"
+)
+_NPY_VERSIONS = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
+_NPY_MAX_HEADER = 10_000  # numpy's own limit without allow_pickle
+# A .npy header is a dict of strings, ints, tuples, lists and bools; anything else (unary
+# minus signs by the thousand make ast's parser raise MemoryError) is refused unparsed.
+_PY_STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+_NPY_SKELETON = re.compile(r"(?:[\s{}\[\](),:0-9']|True|False)*")
+
+
+def _npy_header(member, name):
+    """The shape and dtype of a .npy entry, and its header's length if the dtype is structured
+    (else 0): the header is read and checked here, before NumPy parses any of it."""
+    magic = member.read(8)
+    length_format, encoding = _NPY_VERSIONS.get(tuple(magic[6:]), (None, None))
+    if magic[:6] != b"\x93NUMPY" or length_format is None:
+        raise ValueError(f"the entry {name} is not a .npy array")
+    (length,) = struct.unpack(length_format, member.read(struct.calcsize(length_format)))
+    text, header = member.read(min(length, _NPY_MAX_HEADER + 1)).decode(encoding), None
+    if len(text) <= _NPY_MAX_HEADER and _NPY_SKELETON.fullmatch(_PY_STRING.sub("''", text)):
+        with contextlib.suppress(SyntaxError, ValueError):  # (literals only: evaluates no code)
+            header = ast.literal_eval(text)
+    keys = header.keys() if isinstance(header, dict) else ()
+    if keys != {"descr", "fortran_order", "shape"} or not (
+        _is_shape(header["shape"]) and isinstance(header["fortran_order"], bool)
+    ):
+        raise ValueError(f"the entry {name} has a malformed .npy header {text!r:.80}")
+    descr = header["descr"]
+    if not _is_descr(descr):
+        raise ValueError(f"the entry {name} has dtype {descr!r:.60}, which save never writes")
+    return header["shape"], np.lib.format.descr_to_dtype(descr), isinstance(descr, list) * length
+
+
+def _is_shape(shape):
+    return isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
+
+
+def _is_descr(descr, depth=0):
+    """Whether descr is a dtype string save writes, or a structured dtype as .npy headers give
+    it: a list of (name or (title, name), descr[, shape]) fields."""
+    if isinstance(descr, str):
+        return _DTYPE.fullmatch(descr) is not None
+    return isinstance(descr, list) and 0 < len(descr) and depth < 32 and all(
+        isinstance(f, tuple) and len(f) in (2, 3) and _is_descr(f[1], depth + 1)
+        and all(isinstance(n, str) for n in (f[0] if _is_pair(f[0]) else [f[0]]))
+        and (len(f) == 2 or _is_shape(f[2]))
+        for f in descr
+    )  # fmt: skip
+
+
+def _is_pair(name):  # a field's (title, name)
+    return isinstance(name, tuple) and len(name) == 2
 
 
 def _decode(node, read, depth=0):
@@ -366,14 +455,20 @@ def _decode(node, read, depth=0):
         return _inline_scalar(node.get("dtype"), node.get("bytes"))
     arr = read(node.get("entry"))
     if kind == "array":
-        return arr
+        return arr  # the same object however often the tree refers to it: nothing allocated
     if kind == "scalar":
         if arr.ndim != 0:
             raise ValueError(f"a scalar stored as an array of shape {arr.shape}")
+        read.charge(arr.nbytes + _ENTRY_COST, "a scalar")  # a copy for each reference
         return arr[()]
     grad = node.get("grad")
     if not isinstance(grad, bool):
         raise ValueError(f"a {kind} whose 'grad' is {grad!r:.40}, not a bool")
+    # Tensor() would convert other dtypes (int8 to int64: 8 times the bytes); save writes none.
+    if arr.dtype.newbyteorder("=") not in dtypes._SUPPORTED:
+        raise ValueError(f"a {kind} of dtype {arr.dtype}, which tensors do not have")
+    # Tensor() copies the array, Parameter(Tensor()) three times, for each reference to it.
+    read.charge((1 if kind == "tensor" else 3) * arr.nbytes + _ENTRY_COST, f"a {kind}")
     if kind == "tensor":
         return Tensor(arr, requires_grad=grad)
     return Parameter(Tensor(arr), requires_grad=grad)
@@ -382,7 +477,9 @@ def _decode(node, read, depth=0):
 def _inline_scalar(dtype, hex_bytes):
     if not (isinstance(dtype, str) and isinstance(hex_bytes, str)):
         raise ValueError("a scalar without a dtype string and a hex string of its bytes")
+    if not _DTYPE.fullmatch(dtype):
+        raise ValueError(f"a scalar of dtype {dtype!r:.40}, which save never writes")
     dtype, data = np.dtype(dtype), bytes.fromhex(hex_bytes)
-    if dtype.hasobject or dtype.fields is not None or len(data) != dtype.itemsize:
+    if len(data) != dtype.itemsize:
         raise ValueError(f"a scalar of dtype {dtype} given as {len(data)} bytes")
     return np.frombuffer(data, dtype)[0]
