@@ -14,7 +14,15 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-_inline = njit(cache=True, inline="always", error_model="numpy")
+from ..kernels._diskcache import disk_cached
+
+# No cache=True: Numba's cache files are pickles, so they are kept and read only in a directory
+# no other user can have written to, whatever NUMBA_CACHE_DIR says (minigrad/kernels/_diskcache.py).
+_njit = njit(inline="always", error_model="numpy")
+
+
+def _inline(function):
+    return disk_cached(_njit(function))
 
 
 @intrinsic

@@ -2,7 +2,9 @@
 
 Only minigrad.kernels imports this module, and only on the first call that takes a Numba path,
 so `import minigrad.kernels` neither imports Numba nor compiles anything. Each function
-compiles on its first call for each argument type and is cached on disk (`cache=True`).
+compiles on its first call for each argument type and is cached on disk as `cache=True` would,
+but only in a directory no other user can have written to, whatever NUMBA_CACHE_DIR says
+(`_diskcache.disk_cached`; otherwise it is compiled in each process, with one warning).
 
 Conventions, all for speed (measured in benchmarks/README.md):
 - Elementwise kernels take C-contiguous 1-D arrays and write into a caller-supplied `out`, with
@@ -17,9 +19,16 @@ Conventions, all for speed (measured in benchmarks/README.md):
 from numba import njit
 
 from . import formulas
+from ._diskcache import disk_cached
 
 OPTIONS = {"nogil": True, "error_model": "numpy"}
-_jit = njit(cache=True, **OPTIONS)
+_njit = njit(**OPTIONS)  # no cache=True: Numba's cache files are pickles, read only if trusted
+
+
+def _jit(function):
+    return disk_cached(_njit(function))
+
+
 # The derivatives' one definition, inlined into the loops (Numba IR inlining, so LLVM sees
 # the same loop body it would for the formula written in place).
 _tanh_grad = njit(inline="always", **OPTIONS)(formulas.tanh_grad)
