@@ -1,6 +1,6 @@
 """minigrad: reverse-mode autodiff on NumPy, with Numba kernels, for recurrent networks."""
 
-from . import graph, nn, optim
+from . import graph, nn, optim, utils
 from .allocator import reuse_freed_memory
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint
@@ -23,7 +23,7 @@ from .func import grad, jacobian, jvp, vjp
 from .functions import bmm, cat, chunk, matmul, split, stack, where
 from .fusion import fuse
 from .gradcheck import GradcheckError, gradcheck
-from .random import manual_seed
+from .random import Generator, manual_seed
 from .serialization import load, save
 from .tensor import Tensor, as_tensor
 
