@@ -2,8 +2,9 @@
 
 Tensors are stacked along a new first dimension; NumPy arrays and scalars become tensors
 first; Python ints give int64 (bools bool) and Python floats float64 (PyTorch's choice too,
-not the default float dtype); strings and bytes stay a sequence of strings; mappings,
-namedtuples and sequences are collated field by field (a tuple gives a list, as PyTorch).
+not the default float dtype); strings and bytes pass through as the batch's list (or tuple)
+of them; mappings, namedtuples and sequences are collated field by field (a tuple gives a
+list, as in PyTorch).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def default_collate(batch):
         collated = {key: default_collate([d[key] for d in batch]) for key in elem}
         return _rebuild_mapping(elem, collated)
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
-        return type(elem)(*(default_collate(list(s)) for s in zip(*batch, strict=True)))
+        return type(elem)(*(default_collate(s) for s in zip(*batch, strict=True)))
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
@@ -54,7 +55,7 @@ def default_collate(batch):
                 "default_collate: each element in list of batch should be of equal size, got "
                 f"sizes {[len(e) for e in batch]}"
             )
-        fields = [default_collate(list(s)) for s in zip(*batch, strict=True)]
+        fields = [default_collate(s) for s in zip(*batch, strict=True)]
         return fields if isinstance(elem, tuple) else _rebuild_sequence(elem, fields)
     raise TypeError(_ERROR.format(type(elem)))
 

@@ -108,7 +108,8 @@ def _split_lengths(n: int, lengths) -> list:
     """Integer lengths, or fractions summing to 1 turned into lengths by PyTorch's rule: floor
     each, then hand the remainder out one by one from the first split on (round-robin)."""
     total = sum(lengths)
-    if math.isclose(total, 1) and total <= 1:  # as PyTorch: even [1] means 100%
+    # As PyTorch, even [1] means 100%; unlike it, a sum rounded just above 1 is accepted.
+    if math.isclose(total, 1):
         for i, frac in enumerate(lengths):
             if not 0 <= frac <= 1:
                 raise ValueError(f"random_split: fraction {frac} at index {i} is not in [0, 1]")
