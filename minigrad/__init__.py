@@ -1,6 +1,6 @@
 """minigrad: reverse-mode autodiff on NumPy, with Numba kernels, for recurrent networks."""
 
-from . import graph, nn, optim, utils
+from . import cuda, graph, nn, optim, return_types, utils
 from .allocator import reuse_freed_memory
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint
@@ -17,10 +17,25 @@ from .creation import (
     zeros,
     zeros_like,
 )
-from .device import device
+from .device import device, get_default_device, set_default_device
 from .dtypes import bool_, float32, float64, get_default_dtype, int32, int64, set_default_dtype
 from .func import grad, jacobian, jvp, vjp
-from .functions import bmm, cat, chunk, matmul, split, stack, where
+from .functions import (
+    argmax,
+    argmin,
+    bmm,
+    cat,
+    chunk,
+    matmul,
+    max,
+    min,
+    mm,
+    sort,
+    split,
+    stack,
+    topk,
+    where,
+)
 from .fusion import fuse
 from .gradcheck import GradcheckError, gradcheck
 from .random import Generator, manual_seed
@@ -57,7 +72,7 @@ def minimum(x, y):
     return as_tensor(x, like=y if isinstance(y, Tensor) else None).minimum(y)
 
 
-def clip(x, min=None, max=None):
+def clip(x, min=None, max=None):  # noqa: F811 (PyTorch's keywords shadow mg.min, mg.max)
     return as_tensor(x).clip(min, max)
 
 

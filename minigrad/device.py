@@ -65,3 +65,12 @@ def check_device(d, where: str) -> None:
         device(d)
     except (RuntimeError, TypeError, ValueError) as e:
         raise type(e)(f"{where}: {e}") from None
+
+
+def set_default_device(d) -> None:
+    """PyTorch's default device for new tensors: only the CPU (or None, the default) exists."""
+    check_device(d, "set_default_device")
+
+
+def get_default_device() -> device:
+    return CPU

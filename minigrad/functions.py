@@ -1,4 +1,5 @@
-"""Functions of several tensors: matmul, where, cat, stack, split, chunk."""
+"""Functions of several tensors: matmul, mm, where, cat, stack, split, chunk, and PyTorch's
+function forms of max/min/sort (`mg.max(x, 1)` is `x.max(1)`)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,37 @@ def chunk(x: Tensor, chunks: int, axis: int = 0) -> list:
 def bmm(a, b) -> Tensor:
     """Batched matrix product of (b, n, m) and (b, m, p) tensors, as torch.bmm."""
     return as_tensor(a).bmm(b)
+
+
+def mm(a, b) -> Tensor:
+    """The product of two matrices (2-D only, as torch.mm; mg.matmul broadcasts)."""
+    a, b = as_tensor(a), as_tensor(b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"mm: expects two 2-D tensors, got shapes {a.shape} and {b.shape}")
+    return a.matmul(b)
+
+
+def max(input, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
+    """mg.max(x) the value; mg.max(x, dim) (values, indices); mg.max(a, b) elementwise."""
+    return as_tensor(input).max(dim, keepdim, axis=axis, keepdims=keepdims)
+
+
+def min(input, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
+    """mg.min(x) the value; mg.min(x, dim) (values, indices); mg.min(a, b) elementwise."""
+    return as_tensor(input).min(dim, keepdim, axis=axis, keepdims=keepdims)
+
+
+def sort(input, dim: int = -1, descending: bool = False, stable: bool = False):
+    return as_tensor(input).sort(dim, descending, stable)
+
+
+def topk(input, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+    return as_tensor(input).topk(k, dim, largest, sorted)
+
+
+def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
+    return as_tensor(input).argmax(dim=dim, keepdim=keepdim)
+
+
+def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
+    return as_tensor(input).argmin(dim=dim, keepdim=keepdim)

@@ -234,6 +234,12 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
     def __int__(self) -> int:
         return int(self.item())
 
+    def __index__(self) -> int:
+        """An integer tensor of one element used as a Python index (`letters[topi]`)."""
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.data.reshape(()).item())
+
     __hash__ = object.__hash__
 
     # ----- arithmetic -----------------------------------------------------------------------
@@ -346,13 +352,22 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
         return R.Mean.apply(self, axis=axis, keepdims=keepdims)
 
-    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
-        return R.Max.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """PyTorch's max: x.max() the value; x.max(dim) (values, indices) along dim;
+        x.max(other) the elementwise maximum. NumPy's axis= (any axes) gives the values only."""
+        return _extreme(self, "max", dim, keepdim, axis, keepdims)
 
-    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
-        return R.Min.apply(self, axis=axis, keepdims=keepdims)
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """As max: x.min(), x.min(dim) -> (values, indices), x.min(other), x.min(axis=)."""
+        return _extreme(self, "min", dim, keepdim, axis, keepdims)
+
+    def amax(self, dim=None, keepdim=False):
+        """The largest values over dim (an int, a tuple, or None for all); ties share the
+        gradient equally, as PyTorch's amax."""
+        return R.Max.apply(self, axis=dim, keepdims=keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        return R.Min.apply(self, axis=dim, keepdims=keepdim)
 
     def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
@@ -419,6 +434,15 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     if isinstance(x, (list, tuple)):
         return Tensor(x, dtype=like.dtype if like is not None else None)
     raise TypeError(f"cannot use an object of type {type(x).__name__} as a tensor")
+
+
+def _extreme(x, name, dim, keepdim, axis, keepdims):
+    if isinstance(dim, (Tensor, np.ndarray)):  # x.max(other): PyTorch's elementwise form
+        return x.maximum(dim) if name == "max" else x.minimum(dim)
+    keepdim = keepdim if keepdims is None else keepdims
+    if axis is not None or dim is None:  # NumPy's spelling, or over all: the values only
+        return (R.Max if name == "max" else R.Min).apply(x, axis=axis, keepdims=keepdim)
+    return x._extreme_along(name, dim, keepdim)
 
 
 def _binary(fn, a, b, name):

@@ -1,6 +1,8 @@
 """Tensor methods that PyTorch programs call, with PyTorch's meaning, so that they port by
 changing their imports: `to`/`cpu`/`device`, `new_*`, `type`, `t`, `contiguous`, `narrow`,
-`topk`, `bmm`, `clone`, `requires_grad_`.
+`topk`, `bmm`, `clone`, `requires_grad_`, and the reductions along a dim that return
+(values, indices) pairs: `max(dim)`/`min(dim)` (through tensor.py), `sort`, `median`,
+`mode`, `kthvalue`.
 
 What is deliberately different: `.data` is the NumPy array itself (writing into it bypasses
 the version counter, as writing into PyTorch's `.data` does), and the only device is the CPU.
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, return_types
 from .device import CPU, check_device, device
 from .ops.copy import Clone
+from .ops.reduce import normalize_axes
 
 
 def parse_to_arguments(args, kwargs):
@@ -114,13 +117,86 @@ class TorchMethods:
         dim %= self.ndim
         if not 0 <= k <= self.shape[dim]:
             raise ValueError(f"topk: k={k} out of range for dim {dim} of size {self.shape[dim]}")
-        keys = -self.data if largest else self.data
-        # A stable sort: ties keep their first positions, as the k smallest keys.
-        order = np.argsort(keys, axis=dim, kind="stable")
-        idx = np.take(order, np.arange(k), axis=dim)
+        order = _stable_order(self.data, dim, descending=largest)
+        return self._pick(return_types.topk, np.take(order, np.arange(k), axis=dim), dim, True)
+
+    # ----- (values, indices) along a dim ----------------------------------------------------
+    def _pick(self, kind, idx, dim: int, keepdim: bool):
+        """kind(values, indices): the elements at positions idx along dim (idx has the
+        tensor's shape but along dim). The values are gathered by indexing, so their gradient
+        flows to exactly those positions, as in PyTorch."""
         grids = list(np.indices(idx.shape, sparse=True))
         grids[dim] = idx
-        return self[tuple(grids)], type(self)._wrap(idx.astype(np.int64))
+        values, idx = self[tuple(grids)], idx.astype(np.int64)
+        if not keepdim:
+            values, idx = values.squeeze(dim), np.squeeze(idx, dim)
+        return kind(values, type(self)._wrap(idx))
+
+    def _along(self, name: str, dim, keepdim: bool, positions):
+        """kind(values, indices) of one element per slice along dim, chosen by
+        positions(array, dim) -> indices with keepdims (a 0-d tensor is its own slice)."""
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+            raise TypeError(
+                f"{name}(dim) takes one int dim and returns (values, indices), got dim={dim!r}"
+                + ("; for several dims use amax/amin(dim=...)" if name in ("max", "min") else "")
+            )
+        kind = getattr(return_types, name)
+        if self.ndim == 0:
+            normalize_axes(dim, 0, name)
+            out = self.reshape(1)._along(name, 0, False, positions)
+            return kind(out.values.reshape(()), out.indices.reshape(()))
+        (dim,) = normalize_axes(dim, self.ndim, name)
+        if self.shape[dim] == 0:
+            raise ValueError(f"{name}: reducing over an empty axis of shape {self.shape}")
+        return self._pick(kind, positions(self.data, dim), dim, keepdim)
+
+    def _extreme_along(self, name: str, dim, keepdim: bool):
+        """max(dim)/min(dim): the first position of the extreme (a NaN counts as one)."""
+        arg = np.argmax if name == "max" else np.argmin
+        return self._along(name, dim, keepdim, lambda a, d: arg(a, axis=d, keepdims=True))
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """(values, indices), sorted along dim; ties keep their order (PyTorch's stable=True),
+        NaN sorts as the largest value."""
+        (dim,) = normalize_axes(dim, max(self.ndim, 1), "sort")
+        if self.ndim == 0:
+            return return_types.sort(self * 1, type(self)._wrap(np.zeros((), np.int64)))
+        order = _stable_order(self.data, dim, descending)
+        return self._pick(return_types.sort, order, dim, True)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        return self.sort(dim, descending).indices
+
+    def kthvalue(self, k: int, dim: int = -1, keepdim: bool = False):
+        """(values, indices) of the k-th smallest element along dim (k counts from 1).
+        Among equal values the index may differ from PyTorch's (which leaves it unspecified),
+        but it always points at an element equal to the value."""
+        n = self.shape[dim] if self.ndim else 1
+        if not 1 <= k <= n:
+            raise IndexError(f"kthvalue: k={k} out of range for a dim of size {n}")
+        return self._along(
+            "kthvalue", dim, keepdim, lambda a, d: np.take(_stable_order(a, d), [k - 1], axis=d)
+        )
+
+    def median(self, dim=None, keepdim: bool = False):
+        """The lower median (the smaller of the two middle values for an even count), as
+        PyTorch: the value over all elements, or (values, indices) along dim."""
+        if dim is None:
+            flat = self.reshape(-1)
+            if flat.shape[0] == 0:
+                raise ValueError("median: of an empty tensor")
+            return flat.median(0).values
+        return self._along(
+            "median",
+            dim,
+            keepdim,
+            lambda a, d: np.take(_stable_order(a, d), [(a.shape[d] - 1) // 2], axis=d),
+        )
+
+    def mode(self, dim: int = -1, keepdim: bool = False):
+        """(values, indices) of the most frequent value along dim (the smallest among equally
+        frequent ones) and, as PyTorch, the last position where it occurs."""
+        return self._along("mode", dim, keepdim, _mode_positions)
 
     def bmm(self, other):
         other_shape = getattr(other, "shape", None)
@@ -130,6 +206,26 @@ class TorchMethods:
                 f"(b, m, p); got {self.shape} and {other_shape}"
             )
         return self @ other
+
+
+def _stable_order(a: np.ndarray, dim: int, descending: bool = False) -> np.ndarray:
+    """argsort along dim keeping equal elements in order, NaN last ascending (first
+    descending): the descending order is the ascending one of the reversed array, reversed."""
+    if not descending:
+        return np.argsort(a, axis=dim, kind="stable")
+    rev = np.flip(np.argsort(np.flip(a, dim), axis=dim, kind="stable"), dim)
+    return a.shape[dim] - 1 - rev
+
+
+def _mode_positions(a: np.ndarray, dim: int) -> np.ndarray:
+    rows = np.moveaxis(a, dim, -1).reshape(-1, a.shape[dim])
+    out = np.empty(len(rows), np.int64)
+    for i, row in enumerate(rows):
+        values, counts = np.unique(row, return_counts=True)
+        top = values[np.argmax(counts)]
+        out[i] = len(row) - 1 - np.argmax((row == top)[::-1])
+    shape = np.moveaxis(a, dim, -1).shape[:-1] + (1,)
+    return np.moveaxis(out.reshape(shape), -1, dim)
 
 
 def _size(size) -> tuple:

@@ -301,6 +301,11 @@ def _reduce(method):
     def fn(x, axis, keepdims, spelling):
         if spelling == "numpy":
             return getattr(x, method)(axis=axis, keepdims=keepdims)
+        if spelling == "torch" and method in ("max", "min"):
+            # PyTorch's max(dim) takes one int and returns (values, indices); amax any dims.
+            if isinstance(axis, int):
+                return getattr(x, method)(dim=axis, keepdim=keepdims).values
+            return getattr(x, "a" + method)(dim=axis, keepdim=keepdims)
         if spelling == "torch":
             return getattr(x, method)(dim=axis, keepdim=keepdims)
         return getattr(mg, method)(x, axis, keepdims)
