@@ -5,8 +5,14 @@ from .allocator import reuse_freed_memory
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint
 from .creation import (
+    BoolTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
     arange,
     empty,
+    from_numpy,
     full,
     ones,
     ones_like,

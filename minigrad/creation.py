@@ -20,7 +20,42 @@ def _float_dtype(dtype):
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     check_device(device, "tensor")
-    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+    return Tensor._from_data(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A tensor sharing arr's memory (writes to either show in both), as torch.from_numpy."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy: expected a NumPy array, got {type(arr).__name__}")
+    dtypes.as_dtype(arr.dtype)  # an unsupported dtype is an error naming those supported
+    return Tensor._wrap(arr)
+
+
+class _LegacyType(type):
+    """mg.FloatTensor and its kin: constructors (sizes or data, as mg.Tensor, in one dtype),
+    isinstance checks by dtype, and arguments to Tensor.type()."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj.dtype == cls._legacy_dtype
+
+    def __call__(cls, *data, device=None):
+        check_device(device, cls.__name__)
+        if len(data) == 1 and type(data[0]) is not int:
+            return Tensor._from_data(data[0], dtype=cls._legacy_dtype)
+        if not all(type(n) is int for n in data):
+            raise TypeError(f"{cls.__name__}(*sizes) takes ints, or one list, array or tensor")
+        return Tensor(np.zeros(data if data else (0,), cls._legacy_dtype))
+
+
+def _legacy(name, dtype):
+    return _LegacyType(name, (), {"_legacy_dtype": dtype, "__module__": __name__})
+
+
+FloatTensor = _legacy("FloatTensor", dtypes.float32)
+DoubleTensor = _legacy("DoubleTensor", dtypes.float64)
+LongTensor = _legacy("LongTensor", dtypes.int64)
+IntTensor = _legacy("IntTensor", dtypes.int32)
+BoolTensor = _legacy("BoolTensor", dtypes.bool_)
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -11,6 +11,7 @@ import weakref
 import numpy as np
 
 from . import autograd, dtypes
+from .device import check_device
 from .inplace import InPlaceMethods, setitem
 from .ops import elementwise as E
 from .ops import reduce as R
@@ -32,7 +33,33 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
     __slots__ += ("__weakref__",)
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not NumPy
 
-    def __init__(self, data, dtype=None, requires_grad: bool = False):
+    def __init__(self, *data, dtype=None, requires_grad: bool = False, device=None):
+        """PyTorch's legacy constructor, for code that calls `torch.Tensor(...)`: ints alone
+        are sizes (`Tensor(2, 3)` is a (2, 3) tensor of zeros, `Tensor()` an empty one), a list
+        or tuple is data in the default float dtype (`Tensor([5])`). With a dtype, or given an
+        array, a tensor or a scalar, the data keeps its dtype as `mg.tensor` infers it."""
+        check_device(device, "Tensor")
+        if len(data) == 1 and not (dtype is None and type(data[0]) is int):
+            data = data[0]
+            if dtype is None and isinstance(data, (list, tuple)):
+                dtype = dtypes.get_default_dtype()
+        elif all(type(n) is int for n in data):
+            data = np.zeros(data if data else (0,), dtype or dtypes.get_default_dtype())
+        else:
+            raise TypeError(
+                "Tensor(*sizes) takes ints, Tensor(data) one list, array or tensor; got "
+                f"({', '.join(type(d).__name__ for d in data)}); mg.tensor(data) infers the dtype"
+            )
+        self._init(data, dtype, requires_grad)
+
+    @classmethod
+    def _from_data(cls, data, dtype=None, requires_grad: bool = False) -> Tensor:
+        """A tensor of data, the dtype inferred as mg.tensor does (a list of ints is int64)."""
+        t = object.__new__(cls)
+        t._init(data, dtype, requires_grad)
+        return t
+
+    def _init(self, data, dtype, requires_grad: bool) -> None:
         if isinstance(data, Tensor):
             data = data.data
         if dtype is not None:
@@ -419,7 +446,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         if like is not None and like.dtype.kind == "f":
             dtype = like.dtype
         elif isinstance(x, bool):
-            return Tensor(x)
+            return Tensor._from_data(x)
         elif isinstance(x, numbers.Integral):
             # An int keeps an integer tensor integer: `lengths - 1` must still index.
             dtype = like.dtype if like is not None and like.dtype.kind in "iu" else dtypes.int64
@@ -432,7 +459,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
             arr = arr.astype(like.dtype)
         return Tensor(arr)
     if isinstance(x, (list, tuple)):
-        return Tensor(x, dtype=like.dtype if like is not None else None)
+        return Tensor._from_data(x, dtype=like.dtype if like is not None else None)
     raise TypeError(f"cannot use an object of type {type(x).__name__} as a tensor")
 
 

@@ -60,7 +60,11 @@ class TorchMethods:
         if dtype is None:
             names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
             return f"minigrad.{names.get(self.dtype.name, 'Bool')}Tensor"
-        return self.astype(dtype)
+        if isinstance(dtype, str) and dtype.endswith("Tensor"):  # "torch.LongTensor"
+            names = {"Float": "float32", "Double": "float64", "Long": "int64", "Int": "int32"}
+            dtype = names.get(dtype.rpartition(".")[2][: -len("Tensor")], dtype)
+            dtype = "bool" if dtype.endswith("BoolTensor") else dtype
+        return self.astype(getattr(dtype, "_legacy_dtype", dtype))  # mg.LongTensor
 
     def clone(self):
         return Clone.apply(self)

@@ -126,3 +126,101 @@ def test_topk_is_a_named_pair_too():
     values, indices = mg.tensor(X).topk(2)
     assert type(mg.tensor(X).topk(2)).__name__ == "topk" and indices.dtype == mg.int64
     assert mg.topk(mg.tensor(X), 1).values.tolist() == [[3.0], [2.0], [5.0]]
+
+
+# ----- the legacy constructors ------------------------------------------------------------------
+def test_the_legacy_constructor_takes_sizes_or_float_data_as_pytorch():
+    import torch
+
+    for args in [(5,), (2, 3), ([5],), ([1, 2],), ((2, 3),), ([[1.5, 2], [3, 4]],), ()]:
+        got, want = mg.Tensor(*args), torch.Tensor(*args)
+        assert got.shape == tuple(want.shape) and got.dtype == mg.float32, args
+        if args and not all(type(a) is int for a in args):
+            _same(got, want)
+    assert mg.Tensor(2, 3).tolist() == [[0.0] * 3] * 2  # zeros, never uninitialised memory
+    mg.set_default_dtype(mg.float64)
+    try:
+        assert mg.Tensor(2).dtype == mg.Tensor([1]).dtype == mg.float64
+    finally:
+        mg.set_default_dtype(mg.float32)
+    with pytest.raises(TypeError, match="sizes.*ints"):
+        mg.Tensor(2, 3.0)
+
+
+def test_internal_constructions_keep_inferring_the_dtype():
+    assert mg.Tensor(np.arange(3)).dtype == mg.int64  # arrays keep their dtype
+    assert mg.Tensor(np.float64(2.5)).dtype == mg.float64
+    assert mg.Tensor(5, dtype=mg.int64).shape == ()  # with a dtype an int is data
+    assert mg.Tensor([1, 2], dtype=mg.int64).dtype == mg.int64
+    assert mg.tensor([1, 2]).dtype == mg.int64 and mg.tensor(5).shape == ()
+    assert mg.as_tensor([1, 2]).dtype == mg.int64
+    t = mg.Tensor(np.ones(2, np.float32), requires_grad=True)
+    assert t.requires_grad and mg.Tensor(t).shape == (2,)
+    assert (mg.tensor([1, 2]) + 1).dtype == mg.int64
+
+
+@pytest.mark.parametrize(
+    "name", ["FloatTensor", "DoubleTensor", "LongTensor", "IntTensor", "BoolTensor"]
+)
+def test_the_typed_legacy_constructors(name):
+    import torch
+
+    for args in [(3,), (2, 2), ([0, 2, 1],), ([[1.7, -2.2]],)]:
+        got, want = getattr(mg, name)(*args), getattr(torch, name)(*args)
+        assert got.shape == tuple(want.shape)
+        assert got.dtype.name == str(want.dtype).removeprefix("torch.").replace("bool", "bool")
+        if not all(type(a) is int for a in args):
+            _same(got, want)
+    t = getattr(mg, name)([1])
+    assert isinstance(t, getattr(mg, name)) and isinstance(t, mg.Tensor)
+    assert not isinstance(t, mg.FloatTensor if name != "FloatTensor" else mg.LongTensor)
+    assert mg.ones(2).type(getattr(mg, name)).dtype == t.dtype
+    assert mg.ones(2).type(f"torch.{name}").dtype == t.dtype
+
+
+# ----- names old programs call --------------------------------------------------------------
+def test_cuda_says_there_is_none():
+    assert mg.cuda.is_available() is False and mg.cuda.device_count() == 0
+    mg.cuda.manual_seed_all(0)  # accepted, as PyTorch without a GPU
+    for call in (mg.cuda.current_device, mg.cuda.get_device_name, lambda: mg.cuda.set_device(0)):
+        with pytest.raises(RuntimeError, match="minigrad runs on the CPU"):
+            call()
+
+
+def test_default_device_is_the_cpu_only():
+    assert mg.get_default_device() == "cpu"
+    mg.set_default_device("cpu")
+    mg.set_default_device(mg.device("cpu"))
+    mg.set_default_device(None)
+    with pytest.raises(RuntimeError, match="set_default_device.*cuda.*only.*'cpu'"):
+        mg.set_default_device("cuda")
+
+
+def test_mm_and_from_numpy():
+    import torch
+
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
+    _same(mg.mm(mg.tensor(a), mg.tensor(b)), torch.mm(torch.tensor(a), torch.tensor(b)))
+    with pytest.raises(ValueError, match="mm.*2-D"):
+        mg.mm(mg.ones(2, 2, 2), mg.ones(2, 2))
+    arr = np.zeros(3, np.float32)
+    t = mg.from_numpy(arr)
+    arr[0] = 1.0
+    t[1] = 2.0
+    assert t.tolist() == [1.0, 2.0, 0.0] and arr.tolist() == [1.0, 2.0, 0.0]
+    assert mg.from_numpy(np.arange(2)).dtype == mg.int64
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        mg.from_numpy(np.zeros(2, np.complex64))
+
+
+def test_an_integer_tensor_of_one_element_is_a_python_index():
+    import torch
+
+    letters = "abcde"
+    topv, topi = mg.tensor([[0.1, 0.7, 0.2]]).topk(1)
+    assert letters[topi[0][0]] == letters[torch.tensor([[0.1, 0.7, 0.2]]).topk(1)[1][0][0]] == "b"
+    assert letters[mg.tensor(3)] == "d" and letters[mg.tensor([4])] == "e"
+    assert list(range(mg.tensor(2))) == [0, 1] and letters[mg.tensor(True)] == "b"
+    for bad in (mg.tensor(1.0), mg.tensor([1, 2])):
+        with pytest.raises(TypeError, match="only integer tensors of a single element"):
+            letters[bad]
