@@ -14,6 +14,7 @@ import copy
 
 import numpy as np
 
+from ...creation import tensor  # mg.tensor infers int64 from ints; mg.Tensor([1]) is float
 from ...dtypes import float64
 from ...functions import stack
 from ...tensor import Tensor
@@ -34,13 +35,13 @@ def default_collate(batch):
     if isinstance(elem, np.ndarray):
         if not _numeric_array(elem):
             raise TypeError(_ERROR.format(elem.dtype))
-        return stack([Tensor(b) for b in batch], 0)
+        return stack([tensor(b) for b in batch], 0)
     if isinstance(elem, (np.bool_, np.number)):  # before float: np.float64 subclasses it
-        return Tensor(np.asarray(batch))
+        return tensor(np.asarray(batch))
     if isinstance(elem, float):
-        return Tensor(batch, dtype=float64)
+        return tensor(batch, dtype=float64)
     if isinstance(elem, int):
-        return Tensor(batch)  # int64, or bool for bools; a mix with floats gives the default
+        return tensor(batch)  # int64, or bool for bools; a mix with floats gives the default
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):
@@ -87,9 +88,9 @@ def default_convert(data):
     """What the DataLoader yields per sample when batch_size=None: NumPy arrays and scalars
     become tensors, containers are converted element-wise, the rest passes through."""
     if isinstance(data, np.ndarray):
-        return Tensor(data) if _numeric_array(data) else data
+        return tensor(data) if _numeric_array(data) else data
     if isinstance(data, np.generic):
-        return Tensor(data) if _numeric_array(np.asarray(data)) else data
+        return tensor(data) if _numeric_array(np.asarray(data)) else data
     if isinstance(data, (str, bytes, Tensor)):
         return data
     if isinstance(data, collections.abc.Mapping):
