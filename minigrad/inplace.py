@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd
+from . import autograd, dtypes
 from .autograd import bump_version, version_counter
 from .ops.copy import SetItem
 
@@ -131,6 +131,27 @@ def _rebind(x, new, name: str) -> None:
     x.data, x._node, x._requires_grad, x._vc = new.data, new._node, new._requires_grad, None
 
 
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
+
+
+def _check_cast(name: str, result: np.dtype, target: np.dtype, other) -> None:
+    """PyTorch's rule for writing a result in place: never float into an integer tensor,
+    nothing but bool into a bool one (narrowing within a kind, float64 into float32, is
+    allowed). Refused whether or not gradients are recorded: a silent cast would truncate the
+    values and drop their gradient (`total = mg.tensor([0]); total += loss`)."""
+    if result.kind == "b" or (result.kind in "iu" and target.kind != "b") or target.kind == "f":
+        return
+    if result.kind == "f":  # as PyTorch names it: the float operand's dtype, else the default
+        o = getattr(other, "dtype", None)
+        result = o if o is not None and o.kind == "f" else dtypes.get_default_dtype()
+    have, want = (_TORCH_NAMES.get(d.name, d.name.capitalize()) for d in (result, target))
+    raise RuntimeError(
+        f"{name}: result type {have} can't be cast to the desired output type {want} (an "
+        "in-place op keeps the tensor's dtype; write it out of place, or convert the tensor "
+        "first, e.g. total = mg.zeros(()) for a float sum)"
+    )
+
+
 class InPlaceMethods:
     """`add_`, `mul_`, `copy_` ...: PyTorch's in-place updates.
 
@@ -148,7 +169,9 @@ class InPlaceMethods:
             self._requires_grad or getattr(other, "_requires_grad", False)
         )
         if recording:
-            _rebind(self, graph(None if other is None else self._operand(other)), name)
+            new = graph(None if other is None else self._operand(other))
+            _check_cast(name, new.dtype, self.dtype, other)
+            _rebind(self, new, name)
             return self
         _check_writable(self, name)
         o = getattr(other, "data", other)
@@ -164,11 +187,7 @@ class InPlaceMethods:
                 f"{name}: a value of shape {new.shape} cannot be written in place into a "
                 f"tensor of shape {self.shape} (it would change the shape)"
             )
-        if not np.can_cast(new.dtype, self.dtype, "same_kind"):
-            raise TypeError(
-                f"{name}: the result has dtype {new.dtype}, which cannot be stored in place in "
-                f"a {self.dtype} tensor"
-            )
+        _check_cast(name, new.dtype, self.dtype, other)
         self.data[...] = new
         bump_version(self)
         return self

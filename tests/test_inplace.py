@@ -214,7 +214,7 @@ def test_in_place_methods_refuse_what_they_cannot_do():
         leaf.add_(1.0)
     with pytest.raises(ValueError, match=r"add_.*\(2, 3\).*\(3,\)"):
         mg.ones(3).add_(mg.ones(2, 3))
-    with pytest.raises(TypeError, match="add_.*float64.*int64"):
+    with pytest.raises(RuntimeError, match="add_: result type Double can't be cast to.*Long"):
         mg.zeros(3, dtype=mg.long).add_(0.5)
     with pytest.raises(RuntimeError, match="mul_.*read-only"):
         mg.ones(3).expand(2, 3).mul_(2.0)

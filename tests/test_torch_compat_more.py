@@ -224,3 +224,62 @@ def test_an_integer_tensor_of_one_element_is_a_python_index():
     for bad in (mg.tensor(1.0), mg.tensor([1, 2])):
         with pytest.raises(TypeError, match="only integer tensors of a single element"):
             letters[bad]
+
+
+# ----- in-place ops keep the tensor's dtype, as PyTorch ---------------------------------------
+@pytest.mark.parametrize("recording", [True, False])
+@pytest.mark.parametrize(
+    "make, want",
+    [
+        (lambda: mg.LongTensor([0]), "Float.*Long"),
+        (lambda: mg.tensor([0]), "Float.*Long"),
+        (lambda: mg.tensor(0), "Float.*Long"),
+        (lambda: mg.tensor([0], dtype=mg.int32), "Float.*Int"),
+    ],
+)
+def test_an_in_place_op_may_not_cast_a_float_result_into_an_integer_tensor(make, want, recording):
+    import torch
+
+    w = mg.ones(2, requires_grad=True)
+    total = make()
+    with pytest.raises(RuntimeError, match=f"add_: result type {want}"):
+        if recording:
+            total += (w * 2).sum()
+        else:
+            with mg.no_grad():
+                total += (w * 2).sum()
+    assert total.dtype in (mg.int64, mg.int32) and total.tolist() in ([0], 0)  # untouched
+    with pytest.raises(RuntimeError, match="result type Float can't be cast.*Long"):
+        t = torch.tensor([0])
+        t += torch.ones(2, requires_grad=True).sum()
+
+
+def test_the_in_place_casting_rule_follows_pytorch():
+    import torch
+
+    cases = [
+        (lambda m: m.tensor([True]), lambda x, m: x.add_(m.tensor([1]))),  # Long -> Bool
+        (lambda m: m.tensor([4]), lambda x, m: x.div_(2)),  # true division gives Float
+        (lambda m: m.tensor([4]), lambda x, m: x.mul_(0.5)),
+    ]
+    for make, op in cases:
+        with pytest.raises(RuntimeError, match="can't be cast to the desired output type") as e:
+            op(make(mg), mg)
+        with pytest.raises(RuntimeError) as t:
+            op(make(torch), torch)
+        assert str(t.value) in str(e.value)
+    allowed = [  # within a kind, or integer into float: written, as PyTorch
+        (lambda m: m.tensor([1]), lambda x, m: x.add_(m.tensor([2], dtype=m.int32))),
+        (lambda m: m.zeros(2), lambda x, m: x.add_(m.ones(2, dtype=m.float64))),
+        (lambda m: m.zeros(2), lambda x, m: x.add_(m.tensor([1, 2]))),
+        (lambda m: m.tensor([True]), lambda x, m: x.mul_(m.tensor([False]))),
+    ]
+    for make, op in allowed:
+        got, want = op(make(mg), mg), op(make(torch), torch)
+        assert got.tolist() == want.tolist() and got.dtype.name == str(want.dtype)[6:]
+    # The tutorials' float accumulator keeps its gradient.
+    w = mg.ones(2, requires_grad=True)
+    loss = mg.Tensor([0])
+    loss += (w * 3).sum()
+    loss.backward()
+    assert w.grad.tolist() == [3.0, 3.0]
