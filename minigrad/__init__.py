@@ -14,6 +14,7 @@ from .creation import (
     empty,
     from_numpy,
     full,
+    multinomial,
     ones,
     ones_like,
     rand,

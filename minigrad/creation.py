@@ -8,6 +8,7 @@ from . import dtypes
 from . import random as _random
 from .device import check_device
 from .tensor import Tensor
+from .torch_methods import sample_multinomial
 
 
 def _shape(shape):
@@ -99,15 +100,23 @@ def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
     return Tensor(arr, dtype=dtype)
 
 
-def randn(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+def randn(*shape, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     check_device(device, "randn")
-    arr = _random.generator().standard_normal(_shape(shape)).astype(_float_dtype(dtype))
+    arr = (
+        _random.generator()
+        .standard_normal(_shape(shape) if size is None else tuple(size))
+        .astype(_float_dtype(dtype))
+    )
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+def rand(*shape, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     check_device(device, "rand")
-    arr = _random.generator().random(_shape(shape)).astype(_float_dtype(dtype))
+    arr = (
+        _random.generator()
+        .random(_shape(shape) if size is None else tuple(size))
+        .astype(_float_dtype(dtype))
+    )
     return Tensor(arr, requires_grad=requires_grad)
 
 
@@ -115,3 +124,9 @@ def randint(low, high, shape, dtype=None, device=None) -> Tensor:
     check_device(device, "randint")
     arr = _random.generator().integers(low, high, size=shape, dtype=np.int64)
     return Tensor(arr, dtype=dtype)
+
+
+def multinomial(probs, num_samples: int, replacement: bool = False) -> Tensor:
+    """Indices (int64) drawn from each row of probs (weights: non-negative, any scale), as
+    torch.multinomial: without replacement no index repeats within a row."""
+    return Tensor._wrap(sample_multinomial(getattr(probs, "data", probs), num_samples, replacement))

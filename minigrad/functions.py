@@ -61,10 +61,7 @@ def bmm(a, b) -> Tensor:
 
 def mm(a, b) -> Tensor:
     """The product of two matrices (2-D only, as torch.mm; mg.matmul broadcasts)."""
-    a, b = as_tensor(a), as_tensor(b)
-    if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"mm: expects two 2-D tensors, got shapes {a.shape} and {b.shape}")
-    return a.matmul(b)
+    return as_tensor(a).mm(b)
 
 
 def max(input, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001

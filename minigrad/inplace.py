@@ -229,3 +229,36 @@ class InPlaceMethods:
         return self._inplace(
             "copy_", src, lambda o: o.astype(self.dtype), lambda o: o.astype(self.dtype) + self * 0
         )
+
+    # ----- in-place changes of shape, and detach_ -------------------------------------------
+    def _restride(self, name: str, new):
+        """self takes `new`'s shape: a view of its own memory, computed by the out-of-place
+        op (so that, in a graph, self's gradient flows back through it)."""
+        recording = autograd.is_grad_enabled() and self._requires_grad
+        if recording and self.is_leaf:
+            raise RuntimeError(
+                f"{name}: a leaf tensor that requires grad is being used in an in-place "
+                "operation; call it under `with mg.no_grad():`, or use the out-of-place form"
+            )
+        if self._node is not None and new._node is None:
+            raise RuntimeError(
+                f"{name}: on a tensor computed in a graph while gradients are not recorded; "
+                "use the out-of-place form"
+            )
+        self.data, self._node, self._index = new.data, new._node, new._index
+        return self
+
+    def unsqueeze_(self, dim: int):
+        return self._restride("unsqueeze_", self.unsqueeze(dim))
+
+    def squeeze_(self, dim=None):
+        return self._restride("squeeze_", self.squeeze(dim))
+
+    def t_(self):
+        return self._restride("t_", self.t())
+
+    def detach_(self):
+        """Cut this tensor from the graph, in place: it becomes a leaf that does not require
+        grad (PyTorch's detach_)."""
+        self._node, self._index, self._requires_grad = None, 0, False
+        return self

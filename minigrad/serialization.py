@@ -227,10 +227,12 @@ def _fsync_directory(directory):
 
 
 # ----- loading ------------------------------------------------------------------------------------
-def load(f):
+def load(f, weights_only=None):
     """Read an object written by `save` from f: a path or a binary file object open for
     reading. A file that is not a checkpoint, or is truncated, corrupt or malformed in any way,
-    raises ValueError naming it."""
+    raises ValueError naming it. `weights_only=` is accepted for PyTorch's calls and changes
+    nothing: minigrad never unpickles, so a file can only ever hold tensors, numbers, strings
+    and containers of them (True and False mean the same)."""
     if hasattr(f, "read"):
         name = getattr(f, "name", None)
         label = name if isinstance(name, str) else f"the {type(f).__name__} given"

@@ -513,3 +513,15 @@ def _as_index(index):
 
 
 autograd.wrap_output = Tensor._wrap  # ops make Tensors without importing this module
+
+
+def Variable(data, requires_grad: bool = False, volatile: bool = False) -> Tensor:  # noqa: N802
+    """Old PyTorch's `autograd.Variable(t, requires_grad=...)`: since PyTorch 0.4 a tensor is
+    its own Variable, so this returns the tensor itself (with requires_grad set if asked)."""
+    t = data if isinstance(data, Tensor) else Tensor._from_data(data)
+    if requires_grad:
+        t.requires_grad = True
+    return t
+
+
+autograd.Variable = Variable  # mg.autograd.Variable, for the tutorials that still call it

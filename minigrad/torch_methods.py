@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import dtypes, return_types
+from . import random as _random
 from .device import CPU, check_device, device
 from .ops.copy import Clone
 from .ops.reduce import normalize_axes
@@ -202,6 +203,22 @@ class TorchMethods:
         frequent ones) and, as PyTorch, the last position where it occurs."""
         return self._along("mode", dim, keepdim, _mode_positions)
 
+    def multinomial(self, num_samples: int, replacement: bool = False):
+        """Indices (int64) drawn from each row of this tensor's weights (see mg.multinomial)."""
+        return type(self)._wrap(sample_multinomial(self.data, num_samples, replacement))
+
+    def mm(self, other):
+        """The product of two matrices (2-D only, as torch.mm; matmul broadcasts)."""
+        other = self._operand(other)
+        if self.ndim != 2 or other.ndim != 2:
+            raise ValueError(
+                f"mm: expects two 2-D tensors, got shapes {self.shape} and {other.shape}"
+            )
+        return self.matmul(other)
+
+    def cuda(self, device=None, non_blocking: bool = False):
+        check_device("cuda" if device is None else device, "cuda")
+
     def bmm(self, other):
         other_shape = getattr(other, "shape", None)
         if self.ndim != 3 or len(other_shape or ()) != 3 or self.shape[0] != other_shape[0]:
@@ -210,6 +227,24 @@ class TorchMethods:
                 f"(b, m, p); got {self.shape} and {other_shape}"
             )
         return self @ other
+
+
+def sample_multinomial(probs, num_samples: int, replacement: bool) -> np.ndarray:
+    """torch.multinomial on an array of weights (1-D or 2-D, non-negative, any scale)."""
+    p = np.asarray(probs, np.float64)
+    if p.ndim not in (1, 2) or p.shape[-1] == 0:
+        raise ValueError(f"multinomial: probs must be 1-D or 2-D and non-empty, got {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(-1) <= 0):
+        raise ValueError("multinomial: probs must be finite, non-negative, with a positive sum")
+    if not replacement and num_samples > np.min(np.count_nonzero(p, -1)):
+        raise ValueError(
+            f"multinomial: cannot draw {num_samples} samples without replacement from a row "
+            "with fewer non-zero weights"
+        )
+    rng = _random.generator()
+    rows = p.reshape(-1, p.shape[-1])
+    out = [rng.choice(len(r), num_samples, replace=replacement, p=r / r.sum()) for r in rows]
+    return np.asarray(out, np.int64).reshape(p.shape[:-1] + (num_samples,))
 
 
 def _stable_order(a: np.ndarray, dim: int, descending: bool = False) -> np.ndarray:

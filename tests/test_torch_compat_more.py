@@ -283,3 +283,65 @@ def test_the_in_place_casting_rule_follows_pytorch():
     loss += (w * 3).sum()
     loss.backward()
     assert w.grad.tolist() == [3.0, 3.0]
+
+
+def test_randn_and_rand_take_size_as_a_keyword():
+    assert mg.randn(size=(2, 3)).shape == (2, 3) and mg.rand(size=[4]).shape == (4,)
+    mg.manual_seed(0)
+    a = mg.randn(size=(3,))
+    mg.manual_seed(0)
+    assert a.tolist() == mg.randn(3).tolist()
+
+
+def test_multinomial_draws_indices_as_pytorch():
+    probs = mg.tensor([[0.0, 1.0, 3.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    mg.manual_seed(0)
+    once = mg.multinomial(probs, 2)
+    assert once.dtype == mg.int64 and once.shape == (2, 2)
+    assert set(once[0].tolist()) == {1, 2} and len(set(once[1].tolist())) == 2  # no repeats
+    many = probs[0].multinomial(4000, replacement=True).numpy()
+    assert set(many.tolist()) <= {1, 2} and 0.7 < (many == 2).mean() < 0.8
+    with pytest.raises(ValueError, match="without replacement"):
+        mg.multinomial(probs, 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        mg.multinomial(mg.tensor([1.0, -1.0]), 1)
+
+
+def test_in_place_shape_changes_and_detach_():
+    import torch
+
+    for name, args in [("unsqueeze_", (0,)), ("squeeze_", ()), ("squeeze_", (1,)), ("t_", ())]:
+        x, t = mg.ones(2, 1), torch.ones(2, 1)
+        assert getattr(x, name)(*args) is x and x.shape == tuple(getattr(t, name)(*args).shape)
+    w = mg.ones(3, requires_grad=True)
+    h = w * 2
+    h.unsqueeze_(0)
+    assert h.shape == (1, 3)
+    (h * mg.tensor([[1.0, 2.0, 3.0]])).sum().backward()
+    assert w.grad.tolist() == [2.0, 4.0, 6.0]
+    with pytest.raises(RuntimeError, match="unsqueeze_.*leaf.*requires grad"):
+        w.unsqueeze_(0)
+    d = w * 2
+    assert d.detach_() is d and d.is_leaf and not d.requires_grad
+    with mg.no_grad():
+        w.unsqueeze_(0)
+    assert w.shape == (1, 3)
+
+
+def test_old_tutorial_names_variable_and_load_weights_only(tmp_path):
+    from minigrad.autograd import Variable
+
+    t = mg.ones(2)
+    assert Variable(t) is t and not t.requires_grad
+    assert mg.autograd.Variable(t, requires_grad=True) is t and t.requires_grad
+    assert Variable([1.0, 2.0]).tolist() == [1.0, 2.0]
+    mg.save({"w": mg.ones(2)}, tmp_path / "w.pt")
+    for weights_only in (True, False, None):
+        got = mg.load(tmp_path / "w.pt", weights_only=weights_only)
+        assert got["w"].tolist() == [1.0, 1.0]
+
+
+def test_cuda_tensors_are_refused():
+    with pytest.raises(RuntimeError, match="cuda.*only.*'cpu'"):
+        mg.ones(2).cuda()
+    assert mg.ones(2, 3).mm(mg.ones(3, 1)).shape == (2, 1)
