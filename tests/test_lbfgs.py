@@ -64,6 +64,11 @@ SETTINGS = [
     (dict(lr=0.5, max_iter=7, history_size=3), 4),
     (dict(lr=0.8, max_iter=9, history_size=2, line_search_fn="strong_wolfe"), 3),
     (dict(max_iter=5, max_eval=3, tolerance_change=1e-5), 4),
+    # The line search's other paths: extrapolation (steps too short), zooming (too long),
+    # and running out of its 25 evaluations (1e-30 needs more than 25 tenfold extrapolations).
+    (dict(lr=0.01, max_iter=6, line_search_fn="strong_wolfe"), 3),
+    (dict(lr=30, max_iter=6, line_search_fn="strong_wolfe"), 3),
+    (dict(lr=1e-30, max_iter=3, line_search_fn="strong_wolfe"), 2),
 ]
 
 

@@ -20,6 +20,7 @@ from .optimizer import Optimizer, _check, _index
 _VECTORS = ("d", "prev_flat_grad")  # flat vectors over all parameters, or None
 _HISTORY = ("old_dirs", "old_stps")  # lists of flat vectors: y (gradient changes), s (steps)
 _NUMBERS = ("t", "H_diag", "prev_loss", "n_iter", "func_evals")
+_COUNTS = ("max_iter", "max_eval", "history_size")
 
 
 def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
@@ -49,32 +50,21 @@ def _strong_wolfe(evaluate, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1
     done, ls_iter = False, 0
     # Bracketing (Alg. 3.5): grow t until an interval must hold an acceptable step.
     while ls_iter < max_ls:
-        # Too high (or rising): a minimum lies in [t_prev, t]. Curvature met: done. Uphill
-        # slope: a minimum lies in [t_prev, t]. The order of the tests matters.
-        if f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev):
+        # A minimum lies in [t_prev, t] if f(t) is too high (or rising), or if the slope is
+        # uphill and the curvature condition fails (PyTorch tests sufficient decrease, then
+        # curvature, then the slope, in that order).
+        curvature_met = abs(gtd_new) <= -c2 * gtd
+        too_high = f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev)
+        if too_high or (gtd_new >= 0 and not curvature_met):
             bracket, b_f = [t_prev, t], [f_prev, f_new]
             b_g, b_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
             break
-        if abs(gtd_new) <= -c2 * gtd:
+        if curvature_met:
             bracket, b_f, b_g, done = [t], [f_new], [g_new], True
             break
-        if gtd_new >= 0:
-            bracket, b_f = [t_prev, t], [f_prev, f_new]
-            b_g, b_gtd = [g_prev, g_new], [gtd_prev, gtd_new]
-            break
         # Extrapolate: the cubic's minimiser, at least 1% beyond t and at most 10 t.
-        t_prev, t = (
-            t,
-            _cubic_interpolate(
-                t_prev,
-                f_prev,
-                gtd_prev,
-                t,
-                f_new,
-                gtd_new,
-                bounds=(t + 0.01 * (t - t_prev), t * 10),
-            ),
-        )
+        bounds = (t + 0.01 * (t - t_prev), t * 10)
+        t_prev, t = t, _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds)
         f_prev, g_prev, gtd_prev = f_new, g_new, gtd_new
         f_new, g_new = evaluate(t)
         evals, gtd_new, ls_iter = evals + 1, float(g_new @ d), ls_iter + 1
@@ -133,11 +123,7 @@ class LBFGS(Optimizer):
         _check("lr", lr, 0)
         if max_eval is None:
             max_eval = max_iter * 5 // 4  # PyTorch's default
-        for name, value in (
-            ("max_iter", max_iter),
-            ("max_eval", max_eval),
-            ("history_size", history_size),
-        ):
+        for name, value in zip(_COUNTS, (max_iter, max_eval, history_size), strict=True):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"invalid {name}: {value!r} (must be an int >= 1)")
         _check("tolerance_grad", tolerance_grad, 0)
@@ -171,11 +157,9 @@ class LBFGS(Optimizer):
 
     def _gather_flat_grad(self):
         """All gradients in one new vector; a parameter without one contributes zeros."""
+        ps = self._params
         return np.concatenate(
-            [
-                (np.zeros(p.data.size, p.dtype) if p.grad is None else p.grad.ravel())
-                for p in self._params
-            ]
+            [np.zeros(p.data.size, p.dtype) if p.grad is None else p.grad.ravel() for p in ps]
         )
 
     def _add_grad(self, t, d):
@@ -270,7 +254,11 @@ class LBFGS(Optimizer):
                     self._set_params(x0)
                     return out
 
-                loss, flat_grad, t, ls_evals = _strong_wolfe(evaluate, t, d, loss, flat_grad, gtd)
+                # The search may spend only what is left of max_eval (as PyTorch 2.x does).
+                budget = max_eval - current_evals
+                loss, flat_grad, t, ls_evals = _strong_wolfe(
+                    evaluate, t, d, loss, flat_grad, gtd, max_ls=budget
+                )
                 self._add_grad(t, d)
                 opt_cond = np.abs(flat_grad).max() <= tol_grad
             else:
@@ -288,16 +276,8 @@ class LBFGS(Optimizer):
             if np.abs(d * t).max() <= tol_change or abs(loss - prev_loss) < tol_change:
                 break  # no progress in the parameters or in the loss
 
-        state.update(
-            d=d,
-            t=t,
-            old_dirs=old_dirs,
-            old_stps=old_stps,
-            ro=ro,
-            H_diag=H_diag,
-            prev_flat_grad=prev_flat_grad,
-            prev_loss=prev_loss,
-        )
+        state.update(d=d, t=t, H_diag=H_diag, prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        state.update(old_dirs=old_dirs, old_stps=old_stps, ro=ro)
         return orig_loss
 
     # ----- state --------------------------------------------------------------------------------
