@@ -241,3 +241,43 @@ def test_a_bad_state_dict_changes_nothing():
             opt.load_state_dict(sd)
         after = opt.state_dict()
         np.testing.assert_equal(after["state"], before["state"])
+
+
+def _bumpy(seed):
+    """A 1-D function with a few Gaussian bumps on a wide bowl: value and derivative."""
+    r = np.random.default_rng(seed)
+    c, a, w = r.uniform(-3, 8, 6), r.uniform(-2, 2, 6), r.uniform(0.2, 2, 6)
+
+    def f(x):
+        e = a * np.exp(-(((x - c) / w) ** 2))
+        return float(0.02 * x * x + e.sum()), float(0.04 * x + (e * -2 * (x - c) / w**2).sum())
+
+    return f, r.uniform(0.01, 50)
+
+
+# Seeds whose searches reach the zoom's rarer branches (pushed off an end of the bracket after
+# too little progress, the old high becoming the new low) besides the common ones.
+@pytest.mark.parametrize("seed", [4, 5, 7, 20, 32, 67, 124, 138])
+def test_strong_wolfe_matches_pytorch_on_bumpy_lines(seed):
+    import torch
+    from torch.optim.lbfgs import _strong_wolfe as torch_strong_wolfe
+
+    from minigrad.optim.lbfgs import _strong_wolfe
+
+    f, t0 = _bumpy(seed)
+    f0, g0 = f(0.0)
+    assert g0 < 0
+
+    def ours(t):
+        value, slope = f(t)
+        return value, np.array([slope])
+
+    def theirs(x, t, d):
+        value, slope = f(float(t))
+        return value, torch.tensor([slope], dtype=torch.float64)
+
+    got = _strong_wolfe(ours, t0, np.ones(1), f0, np.array([g0]), g0)
+    one = torch.ones(1, dtype=torch.float64)
+    want = torch_strong_wolfe(theirs, None, t0, one, f0, torch.tensor([g0]).double(), g0)
+    assert got[3] == want[3]  # the same number of evaluations
+    np.testing.assert_allclose([got[0], float(got[2])], [want[0], float(want[2])], rtol=1e-12)
