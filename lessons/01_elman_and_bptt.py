@@ -29,6 +29,8 @@
 # unrolled graph *is* BPTT. This lesson checks that claim against the equations above.
 
 # %%
+import re
+
 import numpy as np
 
 import minigrad as mg
@@ -48,14 +50,39 @@ o, h_last, hs = net(mg.tensor(x), return_hidden=True)
 for h in hs:
     h.retain_grad()  # keep dL/dh^(t) for inspection
 L = F.cross_entropy(o.reshape(-1, K), y.reshape(-1), reduction="sum")
-L.backward()
 print("L =", L.item())
 
 # %% [markdown]
+# ## The unrolled graph, one copy of the cell per step
+# `mg.graph.view` groups the graph by time step; in Jupyter it is drawn when Graphviz is
+# installed. Each step is the same few ops, and each keeps its activations for backward: the
+# bytes shown per step are those saved arrays ($x^{(t)}$, $h^{(t-1)}$, $h^{(t)}$). We look
+# *before* calling `backward()`, because backward frees every saved array as it goes (unless
+# asked to keep them with `retain_graph=True`); afterwards the same view would show 0 B.
+# The parameter names are passed as a `dict`: a notebook renders the cell's value twice
+# (HTML, then SVG), and a bare `named_parameters()` generator would be used up by the first.
+
+# %%
+view = mg.graph.view(L, steps=hs, params=dict(net.named_parameters()))
+print(view)
+assert "the same cell at every step" in str(view)
+per_step = re.search(r"steps 1-6: \d+ ops, (\d+) B each", str(view))
+assert per_step and int(per_step.group(1)) == 8 * B * (n_in + 2 * H)  # x, h_prev, h in float64
+first, second = view.dot(), view.dot()  # as Jupyter renders it: HTML first, then SVG
+assert first == second and '"leaf\\n' not in second  # every parameter drawn with its name
+saved_before = mg.graph.stats(L)["saved_bytes"]
+view  # noqa: B018  (a notebook draws the last expression of a cell)
+
+# %% [markdown]
 # ## Autograd against the hand-derived equations
+# `backward()` runs BPTT over the graph above and releases what it saved.
 # `models.reference_bptt.elman_bptt` implements the equations above in plain NumPy.
 
 # %%
+L.backward()
+saved_after = mg.graph.stats(L)["saved_bytes"]
+print(f"kept for backward: {saved_before} B before backward(), {saved_after} B after")
+assert saved_before > 0 and saved_after == 0
 loss_ref, grads = elman_bptt(x, y, *(p.data for p in (net.U, net.W, net.V, net.b, net.c)))
 for name in "UWVbc":
     diff = np.abs(getattr(net, name).grad - grads[name]).max()
@@ -64,17 +91,6 @@ for name in "UWVbc":
 dh = np.stack([h.grad for h in hs])
 assert np.abs(dh - grads["h"]).max() < 1e-10
 print("||dL/dh^(t)|| for t = 1..tau:", np.round(np.linalg.norm(dh, axis=(1, 2)), 4))
-
-# %% [markdown]
-# ## The unrolled graph, one copy of the cell per step
-# `mg.graph.view` groups the graph by time step; in Jupyter it is drawn when Graphviz is
-# installed. Each step is the same few ops, and each keeps its activations for backward.
-
-# %%
-view = mg.graph.view(L, steps=hs, params=net.named_parameters())
-print(view)
-assert "the same cell at every step" in str(view)
-view  # noqa: B018  (a notebook draws the last expression of a cell)
 
 # %% [markdown]
 # ## Reverse mode and forward mode
