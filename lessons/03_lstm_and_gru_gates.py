@@ -21,7 +21,21 @@
 # each gate reading $W_{x\cdot} x_t + W_{h\cdot} h_{t-1} + b_\cdot$. Along the cell state the
 # step Jacobian is $\partial c_t / \partial c_{t-1} = \mathrm{diag}(f_t)$: no squashing and no
 # weight matrix, so with $f_t \approx 1$ the gradient passes through many steps. The GRU does the
-# same with one update gate: $h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}$.
+# same with one update gate $z_t$ that mixes the old state with a candidate $n_t$ (the notes
+# write $\tilde h_t$ or $\tilde c_t$), and here the two conventions in use are each other's
+# mirror image:
+#
+# $$\text{the notes:}\quad h_t = z_t \odot \tilde h_t + (1 - z_t) \odot h_{t-1}, \qquad
+#   \text{PyTorch:}\quad h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}.$$
+#
+# Minlie Huang's slides and T. Hitendra Sarma's notes (where $z_t$ is called $\Gamma_u$) both
+# use the first: $z_t \approx 1$ takes the new candidate. PyTorch, and `models.GRU` and
+# `models.GRUCell` with it, use the second: $z_t \approx 1$ *keeps* the old state, and it is
+# then $\partial h_t/\partial h_{t-1} \approx \mathrm{diag}(z_t)$ that carries the gradient.
+# The two are the same model with $z_t$ replaced by $1 - z_t$, i.e. with the update gate's
+# weights and biases negated ($1 - \sigma(u) = \sigma(-u)$); only the reading of a trained
+# gate, and of its bias initialisation, changes. The first code cell below checks this on
+# `models.GRU`.
 
 # %%
 import numpy as np
@@ -33,6 +47,33 @@ from models.gradient_flow import inspect
 
 mg.set_default_dtype(mg.float64)
 rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## Which GRU update `models.GRU` computes
+# One step of a GRU layer from $h_0$, against both formulas evaluated by hand from its
+# weights (stacked $r, z, n$ as in PyTorch).
+
+# %%
+mg.manual_seed(0)
+gru = GRU(3, 4)
+draw = np.random.default_rng(1)  # its own generator: the cells below see the same rng
+x_1, h_0 = draw.standard_normal((1, 3)), draw.standard_normal((1, 4))
+_, h_1 = gru(mg.tensor(x_1[None]), mg.tensor(h_0[None]))  # one step, batch of 1
+gi = x_1 @ gru.weight_ih_l0.data.T + gru.bias_ih_l0.data
+gh = h_0 @ gru.weight_hh_l0.data.T + gru.bias_hh_l0.data
+r = 1 / (1 + np.exp(-(gi[:, :4] + gh[:, :4])))
+u = gi[:, 4:8] + gh[:, 4:8]  # the update gate's pre-activation
+n = np.tanh(gi[:, 8:] + r * gh[:, 8:])  # the candidate
+z_torch = 1 / (1 + np.exp(-u))
+z_notes = 1 / (1 + np.exp(u))  # the notes' gate for the same layer: sigma(-u) = 1 - z_torch
+torch_form = (1 - z_torch) * n + z_torch * h_0
+notes_form = z_notes * n + (1 - z_notes) * h_0
+print("models.GRU h_1             :", np.round(h_1.data[0, 0], 4))
+print("PyTorch's formula         :", np.round(torch_form[0], 4))
+print("the notes', with z = 1 - z:", np.round(notes_form[0], 4))
+assert np.allclose(h_1.data[0], torch_form, atol=1e-12)  # models.GRU is PyTorch's form
+assert np.allclose(torch_form, notes_form, atol=1e-12)  # the notes' form, gate negated
+assert not np.allclose(h_1.data[0], z_torch * n + (1 - z_torch) * h_0)  # same z, other form
 
 # %% [markdown]
 # ## The cell-state Jacobian is diag(f)
