@@ -40,17 +40,48 @@ assert np.allclose(alpha.data.sum(axis=1), 1.0)
 
 # %% [markdown]
 # ## The Jacobian of the context
-# $\partial c / \partial h_j = \alpha_j I + h_j\,(\partial \alpha_j/\partial h_j)^\top$-like terms
-# through the scores. With $v = 0$ every score is 0, $\alpha_j = 1/S$ and only the first term
-# is left: $\partial c/\partial h_j = I / S$. `mg.jacobian` confirms it.
+# $h_j$ reaches $c = \sum_k \alpha_k h_k$ in two ways: as the term $\alpha_j h_j$, and
+# through its score $e_j$, which moves *every* weight $\alpha_k$ (the softmax couples them:
+# $\partial \alpha_k / \partial e_j = \alpha_k(\delta_{kj} - \alpha_j)$). With
+# $t_j = \tanh(W s + U h_j)$, so that
+# $\partial e_j / \partial h_j = U^\top \mathrm{diag}(1 - t_j^2)\, v$,
+#
+# $$\frac{\partial c}{\partial h_j} = \alpha_j I
+#   + \sum_k h_k \frac{\partial \alpha_k}{\partial e_j}
+#     \Big(\frac{\partial e_j}{\partial h_j}\Big)^{\!\top}
+#   = \alpha_j I + \alpha_j\, (h_j - c)\, v^\top \mathrm{diag}(1 - t_j^2)\, U ,$$
+#
+# since $\sum_k h_k \alpha_k(\delta_{kj} - \alpha_j) = \alpha_j (h_j - c)$. `mg.jacobian`
+# (autograd) must agree with this formula for every $j$.
+
+# %%
+J = mg.jacobian(lambda k: attn(s, k)[0], keys)  # shape (B, H) + (B, S, H)
+W_a, U_a, v_a = attn.W.data, attn.U.data, attn.v.data
+worst = 0.0
+for b in range(B):
+    t = np.tanh(s.data[b] @ W_a.T + keys.data[b] @ U_a.T)  # (S, A): t_j for every j
+    for j in range(S):
+        h_j, a_j = keys.data[b, j], alpha.data[b, j]
+        through_scores = a_j * np.outer(h_j - context.data[b], (v_a * (1 - t[j] ** 2)) @ U_a)
+        by_hand = a_j * np.eye(H) + through_scores
+        worst = max(worst, np.abs(J.data[b, :, b, j, :] - by_hand).max())
+print("dc/dh_j for sequence 0, j = 2:\n", np.round(J.data[0, :, 0, 2, :], 4))
+print(f"autograd against the formula, all b and j: largest difference {worst:.1e}")
+assert worst < 1e-12
+one_term = max(np.abs(J.data[0, :, 0, j, :] - alpha.data[0, j] * np.eye(H)).max() for j in range(S))
+assert one_term > 1e-3  # alpha_j I alone is not the derivative
+
+# %% [markdown]
+# With $v = 0$ every score is 0 whatever the $h_j$, $\alpha_j = 1/S$, and only the first term
+# is left: $\partial c/\partial h_j = I / S$.
 
 # %%
 with mg.no_grad():
     attn.v.zero_()
-J = mg.jacobian(lambda k: attn(s, k)[0], keys)  # shape (B, H) + (B, S, H)
-print("dc/dh_j for sequence 0, j = 2:\n", np.round(J.data[0, :, 0, 2, :], 4))
+J = mg.jacobian(lambda k: attn(s, k)[0], keys)
 for j in range(S):
     assert np.allclose(J.data[0, :, 0, j, :], np.eye(H) / S, atol=1e-14)
+print("with v = 0: dc/dh_j = I / S for every j")
 
 # %% [markdown]
 # ## Gradient reaching the first input, with and without attention
