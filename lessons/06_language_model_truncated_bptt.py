@@ -70,8 +70,7 @@ assert np.mean(losses[-10:]) < unigram  # it uses the history, not just symbol f
 # %% [markdown]
 # ## What truncation keeps, and what it drops
 # The graph of one chunk holds $k$ copies of the step; `mg.graph.stats` counts the bytes kept
-# for backward. And the truncated gradient is not the full one: the gradient of the losses in
-# the second chunk with respect to the weights differs once the cut is honoured.
+# for backward; the truncated graph of the second chunk keeps only its own $k$ steps.
 
 # %%
 x = mg.tensor(inputs[: 2 * k])
@@ -86,6 +85,68 @@ print(
     f"{info_chunk['saved_bytes'] / 1024:.0f} KiB for one chunk of {k}"
 )
 assert info_chunk["saved_bytes"] < 0.75 * info_full["saved_bytes"]
+
+# %% [markdown]
+# ## The truncated gradient is not the full one
+# Take the loss $L_2$ of the second chunk (steps $k+1 \dots 2k$) of a small tanh RNN language
+# model. Full BPTT differentiates it through all $2k$ steps; truncated BPTT starts the second
+# chunk from the state $h_k$ as a constant, so it keeps the terms of
+# $\partial L_2/\partial\theta$ that arise inside the chunk and drops those that reach $\theta$
+# through $h_k$:
+#
+# $$\nabla_\theta L_2^{\text{full}} = \nabla_\theta L_2^{\text{truncated}}
+#   + \Big(\frac{\partial h_k}{\partial \theta}\Big)^{\!\top}
+#     \frac{\partial L_2}{\partial h_k} .$$
+#
+# We compute the full and the truncated gradient, the difference between them, and check
+# that the difference is exactly the dropped term (a vector-Jacobian product of the first
+# chunk with $\partial L_2 / \partial h_k$). Float64 here, so the check can be tight.
+
+# %%
+default_dtype = mg.get_default_dtype()
+mg.set_default_dtype(mg.float64)
+mg.manual_seed(0)
+small = LanguageModel(V, 8, 16, cell="rnn")
+x1, x2 = mg.tensor(inputs[:k]), mg.tensor(inputs[k : 2 * k])
+y2 = targets[k : 2 * k].reshape(-1)
+
+
+def gradient(loss):
+    small.zero_grad()
+    loss.backward()
+    return {
+        name: np.zeros_like(p.data) if p.grad is None else p.grad.copy()  # None: no path
+        for name, p in small.named_parameters()
+    }
+
+
+logits_full, _ = small(mg.tensor(inputs[: 2 * k]))  # all 2k steps in one graph
+g_full = gradient(F.cross_entropy(logits_full[k:].reshape(-1, V), y2))
+_, h_k = small(x1)
+h_cut = h_k.detach().requires_grad_()  # the cut: h_k enters chunk 2 as a constant
+logits2, _ = small(x2, h_cut)
+g_trunc = gradient(F.cross_entropy(logits2.reshape(-1, V), y2))
+dL2_dhk = h_cut.grad  # what the truncated backward stops at
+g_dropped = gradient((h_k * mg.tensor(dL2_dhk)).sum())  # (dh_k/dtheta)^T dL2/dh_k
+
+print(f"{'parameter':28s} {'||full||':>9s} {'||truncated||':>13s} {'relative difference':>19s}")
+for name in g_full:
+    full_norm = np.linalg.norm(g_full[name])
+    diff = np.linalg.norm(g_full[name] - g_trunc[name]) / full_norm
+    print(f"{name:28s} {full_norm:9.3e} {np.linalg.norm(g_trunc[name]):13.3e} {diff:19.1%}")
+    dropped = g_full[name] - g_trunc[name] - g_dropped[name]
+    assert np.abs(dropped).max() <= 1e-10 * full_norm
+W_hh = "encoder.rnn.weight_hh_l0"
+assert np.linalg.norm(g_full[W_hh] - g_trunc[W_hh]) > 0.05 * np.linalg.norm(g_full[W_hh])
+assert np.allclose(g_full["decoder.weight"], g_trunc["decoder.weight"])  # read-out: no path via h_k
+mg.set_default_dtype(default_dtype)
+
+# %% [markdown]
+# The read-out ($V$, $c$ in Lesson 1's letters) gets the same gradient either way: it has no
+# path through $h_k$. Every weight the recurrence uses loses several percent here: the term
+# that crosses the cut, which for the chunk's first loss is everything before its own step.
+# How much that matters depends on how far back the gradient still reaches (Lesson 2): the
+# closer to vanishing, the less truncation loses.
 
 # %% [markdown]
 # Real-time recurrent learning (Williams & Zipser 1989; `models/rtrl.py`) gives the untruncated
