@@ -51,3 +51,14 @@ def test_the_lesson_runs_top_to_bottom(name):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert run.stdout.strip()  # it shows the learner something
     assert time.perf_counter() - start < 60
+
+
+def test_the_lessons_name_graph_leaves_with_a_mapping_not_a_generator():
+    """A notebook renders a cell's value twice (HTML, then SVG); a `named_parameters()`
+    generator handed to `mg.graph.view(..., params=...)` is used up by the first rendering,
+    and the second labels every leaf "leaf". The lessons materialise it (dict(...))."""
+    import re
+
+    for path in sorted(LESSONS.glob("*.py")):
+        bare = re.findall(r"params=\s*[\w.]*named_parameters\(\)", path.read_text())
+        assert not bare, f"{path.name}: pass dict(...named_parameters()), got {bare}"
