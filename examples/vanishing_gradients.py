@@ -32,8 +32,11 @@ counts as diverged when its loss or gradient norm becomes NaN/inf or its loss ex
 Writes to --out (default examples/results/vanishing_gradients/, or vanishing_gradients-quick/
 with --quick): metrics.json, gradient_norms.png, jacobians.png, clipping.png.
 
-The gradient-flow inspector (models/gradient_flow.py) reruns each probe as a layer: saturated
-gates, and sigma_max(dh_T/dh_k) beside the product of the step Jacobians' norms (jacobians.png).
+The gradient-flow inspector (models/gradient_flow.py) reruns each probe as a layer on the first
+--flow-batch probe sequences: saturated gates, and sigma_max(dh_T/dh_k) beside the product of the
+step Jacobians' norms (jacobians.png). Its per-step gradient norms are checked against the probe's
+retain_grad() norms for those same sequences (same_norms_as_probe, the largest relative
+difference): the loss is a mean over the batch, so both sides must see the same batch.
 """
 
 import argparse
@@ -74,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default 64)")
     p.add_argument("--batch", type=int, default=32, help="training batch (default 32)")
     p.add_argument("--probe-batch", type=int, default=None, help="sequences probed (64)")
+    p.add_argument(
+        "--flow-batch", type=int, default=None, help="of those, rerun by the inspector (16)"
+    )
     p.add_argument("--train-steps", type=int, default=None, help="Adam steps per cell (1500)")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (1e-2)")
     p.add_argument("--clip", type=float, default=1.0, help="clip norm in training (1.0)")
@@ -85,12 +91,18 @@ def parse_args(argv=None):
     p.add_argument("--explode-clip", type=float, default=1.0, help="clip norm, part 2 (1.0)")
     args = p.parse_args(argv)
     full = dict(T=100, hidden=64, probe_batch=64, train_steps=1500, explode_T=50, explode_steps=300)
+    full.update(flow_batch=16)
+    # quick: the inspector sees fewer sequences than the probe, as in the full run, so that the
+    # quick test exercises the like-with-like comparison of same_norms_as_probe
     quick = dict(T=12, hidden=8, probe_batch=8, train_steps=5, explode_T=20, explode_steps=40)
+    quick.update(flow_batch=4)
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.T < 2 or args.explode_T < 2:
         p.error("sequence lengths must be at least 2")
+    if not 1 <= args.flow_batch <= args.probe_batch:
+        p.error("--flow-batch must be between 1 and --probe-batch")
     return args
 
 
@@ -148,10 +160,18 @@ def probe(model: Probe, x: np.ndarray, y: np.ndarray) -> dict:
     return result
 
 
-def flow(model: Probe, x: np.ndarray, y: np.ndarray, probe_norms: np.ndarray) -> dict:
+def flow(model: Probe, x: np.ndarray, y: np.ndarray, probe_norms: np.ndarray | None = None):
     """The gradient-flow inspector (models/gradient_flow.py) on the probe's weights as a
     one-layer RNN/LSTM/GRU, in float64: gate saturation, and the singular values of dh_T/dh_k
-    (from vjps) beside the product of the step Jacobians' norms (from jvps)."""
+    (from vjps) beside the product of the step Jacobians' norms (from jvps).
+
+    same_norms_as_probe: the largest relative difference between the inspector's ||dL/dh_k||
+    and the probe's retain_grad() norms, probe(model, x, y) on these same sequences unless
+    probe_norms is given (the tests pass a mismatched one to see the check fail). The loss is a
+    mean over the batch, so norms probed on a larger batch are smaller by the ratio of the
+    batch sizes: a 16-sequence inspection against a 64-sequence probe reads 3, not ~1e-15."""
+    if probe_norms is None:
+        probe_norms = probe(model, x, y)["norms"]
     layer = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[model.kind](x.shape[-1], model.cell.hidden_size)
     layer.load_state_dict({f"{k}_l0": v for k, v in model.cell.state_dict().items()})
     layer.to(mg.float64)
@@ -159,6 +179,8 @@ def flow(model: Probe, x: np.ndarray, y: np.ndarray, probe_norms: np.ndarray) ->
     report = inspect(layer, x.astype(np.float64), lambda out: F.mse_loss(head(out[-1]), target))
     j, sat = report.jacobian, report.saturation[(0, 0)]
     mine = report.state_grad_norms[(0, 0)]
+    if mine.shape != probe_norms.shape:
+        raise ValueError(f"inspector norms {mine.shape} vs probe norms {probe_norms.shape}")
     return {
         "sigma_max_by_lag": geo_mean(j["singular_values"][..., 0], axis=1)[::-1],
         "step_norm_product_by_lag": geo_mean(j["product_bound"], axis=1)[::-1],
@@ -389,19 +411,19 @@ def main(argv=None) -> dict:
     )
     probe_rng = np.random.default_rng(args.seed + 100)
     x_probe, y_probe = adding_batch(args.T, args.probe_batch, probe_rng)
+    x_flow, y_flow = x_probe[:, : args.flow_batch], y_probe[: args.flow_batch]
     summary, raw = {}, {}
     for cell in CELLS:
         mg.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
         model = Probe(cell, 2, args.hidden)
         before = probe(model, x_probe, y_probe)
-        flow_before = flow(model, x_probe[:, :16], y_probe[:16], before["norms"][:, :16])
+        flow_before = flow(model, x_flow, y_flow)  # checked against the probe of x_flow
         curve = train(model, args, rng, show, LABELS[cell])
         after = probe(model, x_probe, y_probe)
         summary[cell] = {
             "init": summarise(before) | {"flow": flow_before},
-            "trained": summarise(after)
-            | {"flow": flow(model, x_probe[:, :16], y_probe[:16], after["norms"][:, :16])},
+            "trained": summarise(after) | {"flow": flow(model, x_flow, y_flow)},
             "train_loss_last_20": float(np.mean(curve[-20:])),
         }
         raw[cell] = (before, after)
@@ -445,6 +467,13 @@ def main(argv=None) -> dict:
         "gamma bounds the gain of the largest singular direction; a gradient spread over all "
         "directions shrinks each step by about the RMS singular value ||W||_F/sqrt(H) times "
         "tanh', which is why it vanishes even where gamma > 1."
+    )
+    gap = max(
+        summary[c][p]["flow"]["same_norms_as_probe"] for c in CELLS for p in ("init", "trained")
+    )
+    print(
+        f"gradient-flow inspector vs the probe's retain_grad() norms on the same {args.flow_batch} "
+        f"sequences: largest relative difference {gap:.1e}"
     )
 
     print(

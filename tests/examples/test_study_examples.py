@@ -128,6 +128,25 @@ def test_vanishing_gradients_quick(tmp_path, capsys):
             assert 0 < s["decay_per_step"] < 2
             # the gradient-flow inspector reproduces the probe and its bound holds
             assert s["flow"]["same_norms_as_probe"] < 1e-10 and s["flow"]["bound_holds"]
+    assert "retain_grad() norms on the same 4 sequences: largest relative difference" in printed
+
+    # The inspector reruns fewer sequences than the probe (as the full run does: 16 of 64), so a
+    # comparison with the probe of the whole batch would show; rebuild the run's initial RNN and
+    # its probe batch and make that mistake on purpose: the loss is a mean over the batch, so the
+    # norms differ by probe_batch / flow_batch = 2 and the check reads 1, not ~1e-16.
+    import minigrad as mg
+
+    settings = metrics["settings"]
+    n, N = settings["flow_batch"], settings["probe_batch"]
+    assert n < N
+    mg.manual_seed(settings["seed"])
+    model = example.Probe("rnn", 2, settings["hidden"])
+    x, y = example.adding_batch(T, N, np.random.default_rng(settings["seed"] + 100))
+    same = example.flow(model, x[:, :n], y[:n])["same_norms_as_probe"]
+    assert same == metrics["gradient_norms"]["rnn"]["init"]["flow"]["same_norms_as_probe"]
+    whole_batch = example.probe(model, x, y)["norms"][:, :n]
+    mismatched = example.flow(model, x[:, :n], y[:n], whole_batch)["same_norms_as_probe"]
+    assert mismatched == pytest.approx(N / n - 1, rel=1e-9)
     for phase in ("init", "trained"):
         r = metrics["gradient_norms"]["rnn"][phase]
         assert r["product_bound_holds"] is True
