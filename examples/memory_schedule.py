@@ -130,13 +130,28 @@ def report(results, args) -> tuple:
 
 
 def verdicts(results, args, complete) -> str:
+    """One row per cell of the notes' claim and task. A verdict needs runs: a cell none of whose
+    settings is in --settings, or whose settings have no run on the task, is "not run"; and
+    "not reached" needs every setting of the cell to have failed a length up to the claim. A
+    finished grid without such a failure (--lengths stopping short of the claim, or skipping
+    it) says the claimed length was not run."""
     rows = []
     for cell, claim in CLAIM.items():
         settings = [s for s in args.settings if CELL_OF[s] == cell]
         for task in args.tasks:
+            lengths = lengths_of(args, task)
+            ran = [
+                T
+                for T in lengths
+                if any(
+                    results.get(run_key(task, s, T, seed))
+                    for s in settings
+                    for seed in range(args.seeds)
+                )
+            ]
             reach = {s: longest(results, task, s, args) or 0 for s in settings}
             best = max(reach.values(), default=0)
-            nxt = next((T for T in lengths_of(args, task) if T > claim), None)
+            nxt = next((T for T in lengths if T > claim), None)
             reachers = [s for s in settings if reach[s] >= claim] if nxt else []
             next_status = {status(results, task, s, nxt, args) for s in reachers}
             next_started = any(
@@ -145,15 +160,15 @@ def verdicts(results, args, complete) -> str:
                 for seed in range(args.seeds)
             )
             # every setting of the cell failed a length up to the claim: it cannot reach it
-            all_stopped = all(
-                any(
-                    status(results, task, s, T, args) == "failed"
-                    for T in lengths_of(args, task)
-                    if T <= claim
-                )
+            all_stopped = bool(settings) and all(
+                any(status(results, task, s, T, args) == "failed" for T in lengths if T <= claim)
                 for s in settings
             )
-            if best >= claim:
+            if not settings:
+                verdict = f"not run (no {cell} setting in --settings)"
+            elif not ran:
+                verdict = "not run" + ("" if complete else " yet")
+            elif best >= claim:
                 verdict = f"reached (solved T={best})"
                 if best > claim:
                     verdict += ": longer than the notes' limit"
@@ -165,8 +180,14 @@ def verdicts(results, args, complete) -> str:
                     verdict += "; longer lengths not run yet"
                 else:
                     verdict += ", the study's longest length"
-            elif complete or all_stopped:
+            elif all_stopped:
                 verdict = f"not reached at this budget (longest solved: {best or 'none'})"
+            elif complete:
+                # nothing failed up to the claim, yet it was not solved: it was not in the grid
+                verdict = (
+                    f"T={claim} not run (longest solved: {best or 'none'}; lengths run: "
+                    f"{', '.join(map(str, ran))})"
+                )
             else:
                 verdict = f"undecided yet (longest solved so far: {best or 'none'})"
             rows.append([cell, task, claim, verdict])

@@ -190,6 +190,48 @@ def test_memory_study_verdicts_decide_each_claim_as_soon_as_they_can():
     assert "reached (solved T=1000): longer than the notes' limit" in verdict(results, "lstm")
 
 
+def test_memory_study_verdicts_need_runs(capsys):
+    """A study restricted with --settings/--lengths gives no verdict on what it never ran: a cell
+    without a setting, or without a run, is "not run", and a claim past the lengths run is "not
+    run" at that length, not "not reached"."""
+    ms, sched = load("memory_study"), load("memory_schedule")
+    args = ms.parse_args(["--tasks", "adding", "--settings", "lstm", "--lengths", "50", "100"])
+
+    def runs(outcomes):
+        results = fake(sched, args, outcomes)
+        for key, r in results.items():
+            task, setting = next((t, s) for t, s, _ in outcomes if key.startswith(f"{t}-{s}-T"))
+            r.update(task=task, setting=setting, diverged=False, cpu_s=1.0, test_metric=0.1)
+            r.update(solved_at_step=100 if r["solved"] else None)
+        return results
+
+    def verdict(text, cell):
+        return next(line for line in text.splitlines() if line.startswith(f"| {cell} "))
+
+    text, complete = sched.report({}, args)  # nothing run yet
+    assert not complete
+    assert "not run (no rnn setting in --settings)" in verdict(text, "rnn")
+    assert "not run (no gru setting in --settings)" in verdict(text, "gru")
+    assert "| not run yet" in verdict(text, "lstm")
+
+    ok3 = [True] * 3
+    text, complete = sched.report(runs({("adding", "lstm", 50): ok3}), args)
+    assert not complete and "undecided yet (longest solved so far: 50)" in verdict(text, "lstm")
+
+    results = runs({("adding", "lstm", 50): ok3, ("adding", "lstm", 100): ok3})
+    text, complete = sched.report(results, args)
+    assert complete and "not reached" not in text
+    assert "T=500 not run (longest solved: 100; lengths run: 50, 100)" in verdict(text, "lstm")
+    assert "not run (no rnn setting in --settings)" in verdict(text, "rnn")
+
+    # a failure at a length up to the claim does decide it, --lengths restricted or not
+    results = runs({("adding", "lstm", 50): ok3, ("adding", "lstm", 100): [False, False]})
+    text, complete = sched.report(results, args)
+    assert complete
+    assert "not reached at this budget (longest solved: 50)" in verdict(text, "lstm")
+    assert "not reached" not in verdict(text, "rnn") + verdict(text, "gru")
+
+
 def test_results_files_are_replaced_whole(tmp_path):
     common = load("common")
     path = common.write_json(tmp_path / "metrics.json", {"a": 1})
