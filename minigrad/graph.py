@@ -312,7 +312,13 @@ class GraphView:
     text summary. `str(view)` is always the text."""
 
     def __init__(self, tensor: Tensor, steps=None, params=None):
-        self.tensor, self.steps, self.params = tensor, steps, params
+        # Kept as lists and dicts: a view is drawn more than once (Jupyter renders the HTML,
+        # then the SVG), and a generator such as named_parameters() would be used up by the
+        # first drawing, leaving every leaf unnamed in the second.
+        if params is not None and not isinstance(params, dict):
+            params = dict(params)
+        self.tensor, self.params = tensor, params
+        self.steps = None if steps is None else list(steps)
 
     def dot(self) -> str:
         if self.steps is None:
@@ -343,7 +349,9 @@ class GraphView:
 def view(tensor: Tensor, steps=None, params=None) -> GraphView:
     """The graph behind `tensor` for a notebook (the last expression of a cell shows it):
     drawn when Graphviz is installed, summarised as text otherwise. steps: the states h_1..h_T
-    to collapse it by time step; params: names for the leaves (`module.named_parameters()`)."""
+    to collapse it by time step; params: names for the leaves (`module.named_parameters()`).
+    The view draws the graph as it is when shown: take it before backward(), which frees what
+    the nodes saved (its byte counts then read 0)."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"graph.view: expected a Tensor, got {type(tensor).__name__}")
     return GraphView(tensor, steps, params)

@@ -230,3 +230,15 @@ def test_view_draws_with_graphviz_when_dot_exists(tmp_path, monkeypatch):
     edges = view.dot().count("->")
     assert view._repr_svg_().strip() == f"<svg>{edges}</svg>"
     assert view._repr_html_() == view._repr_svg_()
+
+
+def test_a_view_given_a_generator_of_names_keeps_them_for_every_drawing():
+    import minigrad as mg
+    from minigrad.graph import view
+
+    w = mg.randn(3, 3, requires_grad=True)
+    loss = (mg.randn(2, 3) @ w).tanh().sum()
+    shown = view(loss, params=(name for name in [("w", w)]))
+    first, second = shown.dot(), shown.dot()  # Jupyter draws the HTML, then the SVG
+    assert first == second
+    assert 'label="w\\n(3, 3)"' in second
