@@ -176,12 +176,24 @@ def test_the_wheel_installs_only_minigrad_under_its_own_name(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"minigrad", wheel.name.split("-py")[0] + ".dist-info"}, tops
+    assert "minigrad/models/layers.py" in names  # the architectures, as minigrad.models
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Name: minigrad-rnn" in meta
     # PyTorch and MPI stay optional: required only through their extras.
     for dep in ("torch", "mpi4py"):
         lines = [ln for ln in meta.splitlines() if ln.startswith(f"Requires-Dist: {dep}")]
         assert lines and all("extra ==" in ln for ln in lines), dep
+
+
+def test_every_package_under_minigrad_is_installed():
+    """pyproject lists the packages by hand (models/ is mapped to minigrad.models), so a new
+    subpackage must be added there, or the wheel would leave it out."""
+    listed = re.search(r"packages = \[(.*?)\]", pyproject(), re.S).group(1)
+    listed = set(re.findall(r'"([\w.]+)"', listed))
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "minigrad").rglob("__init__.py")
+    }
+    assert listed == found | {"minigrad.models"}, listed ^ (found | {"minigrad.models"})
 
 
 @pytest.mark.parametrize("module", ["models", "models.reference_bptt"])
