@@ -13,13 +13,16 @@ the sensitivities, O(H |theta|) whatever T, and pays O(H^2 |theta|) time per ste
 
 Part 3. Online learning of a delayed recall, y_t = x_{t-d}: RTRL updates at every step with the
 exact gradient of the past; truncated BPTT with a window k <= d cannot see the lag at all; a
-window k > d can. A tanh RNN and an LSTM, each trained online with RTRL.
+window k > d can. A tanh RNN and an LSTM, each trained online with RTRL. RTRL at every step
+makes k times more updates than truncated BPTT with window k, so RTRL is also run summing its
+gradient over k steps and updating once per k steps ("rtrl-every-k"): equal numbers of updates.
 
     python examples/rtrl_vs_bptt.py           # the default run: a few minutes on 2 cores
     python examples/rtrl_vs_bptt.py --quick   # seconds (the test suite runs this)
 
 Writes to --out (default examples/results/rtrl_vs_bptt/, or rtrl_vs_bptt-quick/ with
---quick): metrics.json, costs.md (the table), rtrl_vs_bptt.png (memory, time, learning).
+--quick): metrics.json, costs.md (the cost table), online.md (part 3: updates and final MSE),
+rtrl_vs_bptt.png (memory, time, and learning for each cell).
 """
 
 import argparse
@@ -175,30 +178,43 @@ def slope(xs, ys) -> float:
 
 
 # ----- part 3 ---------------------------------------------------------------------------------
-def online(kind, method, args, hidden=16, batch=8) -> np.ndarray:
-    """Squared error at each step of an online run on y_t = x_{t-d}; Adam updates every step
-    (RTRL) or at the end of each window (truncated BPTT)."""
+def online(kind, method, args, hidden=16, batch=8):
+    """Squared error at each step of an online run on y_t = x_{t-d}, and the number of Adam
+    updates made. method: "rtrl" (an update every step), "rtrl-every-k" (RTRL's gradient summed
+    over k steps, an update every k steps: as many updates as truncated BPTT with window k) or
+    "tbptt-k" (an update at the end of each window of k steps, the window's losses summed)."""
     cell, head = make(kind, hidden, args.seed, dtype=mg.float32)
     opt = optim.Adam(params(cell, head), lr=3e-3)
     rng = np.random.default_rng(args.seed + 7)
     stream = rng.standard_normal((args.online_steps + args.delay, batch, INPUT)).astype(np.float32)
     xs, ys = stream[args.delay :], stream[: -args.delay, :, :1]  # recall input 0, d steps late
     errors = np.empty(args.online_steps)
-    if method == "rtrl":
+    updates = 0
+
+    def update():
+        nonlocal updates
+        opt.step()
+        opt.zero_grad()  # RTRL.step and backward() add into .grad: cleared after each update
+        updates += 1
+
+    if method == "rtrl" or method.startswith("rtrl-every-"):
+        every = 1 if method == "rtrl" else int(method.rsplit("-", 1)[1])
         rtrl = RTRL(cell, head, F.mse_loss, chunk=1024)
         rtrl.reset(batch)
         for t in range(args.online_steps):
-            errors[t] = rtrl.step(xs[t], ys[t]).item()
-            opt.step()
-            opt.zero_grad()
-        return errors
-
-    def update():
-        opt.step()
-        opt.zero_grad()
+            errors[t] = rtrl.step(xs[t], ys[t]).item()  # adds dL_t/dtheta into .grad
+            if (t + 1) % every == 0 or t == args.online_steps - 1:
+                update()  # the sum over the last `every` steps, as truncated BPTT's window
+        return errors, updates
 
     window = int(method.split("-")[1])
-    return np.array(truncated_pass(cell, head, xs, ys, window, after_window=update))
+    return np.array(truncated_pass(cell, head, xs, ys, window, after_window=update)), updates
+
+
+def online_methods(delay) -> list:
+    """RTRL every step; truncated BPTT with k = d and 2d; RTRL updating every k steps too."""
+    ks = [delay, 2 * delay]
+    return ["rtrl"] + [f"tbptt-{k}" for k in ks] + [f"rtrl-every-{k}" for k in ks]
 
 
 def main(argv=None):
@@ -243,15 +259,31 @@ def main(argv=None):
         print(f"{kind}: power-law exponents {fits[kind]}")
     metrics["exponents"] = fits
 
-    curves = {}
-    methods = ["rtrl", f"tbptt-{args.delay}", f"tbptt-{2 * args.delay}"]
+    curves, online_rows = {}, []
     for kind in CELLS:
-        for method in methods:
-            errors = online(kind, method, args)
-            curves[f"{kind} {method}"] = errors
+        for method in online_methods(args.delay):
+            began = time.perf_counter()
+            errors, updates = online(kind, method, args)
+            seconds = time.perf_counter() - began
+            name = f"{kind} {method}"
+            curves[name] = errors
             tail = float(errors[-len(errors) // 5 :].mean())
-            metrics.setdefault("online_final_mse", {})[f"{kind} {method}"] = tail
-            print(f"{kind} {method}: MSE over the last fifth of the stream {tail:.3f}")
+            metrics.setdefault("online_final_mse", {})[name] = tail
+            metrics.setdefault("online_updates", {})[name] = updates
+            metrics.setdefault("online_seconds", {})[name] = seconds
+            online_rows.append([kind, method, f"{updates:,}", f"{tail:.3f}"])
+            print(f"{name}: {updates} updates, MSE over the last fifth of the stream {tail:.3f}")
+    online_table = markdown_table(
+        ["cell", "method", "Adam updates", "MSE, last fifth of the stream"], online_rows
+    )
+    (out / "online.md").write_text(
+        f"Online recall of x(t-{args.delay}) over {args.online_steps:,} steps, batch 8, H=16"
+        " (`online_final_mse` and `online_updates` in metrics.json). rtrl-every-k sums RTRL's"
+        " gradient over k steps and updates once per k steps, as often as tbptt-k.\n\n"
+        + online_table
+        + "\n"
+    )
+    print(online_table)
     metrics["wall_s"] = time.perf_counter() - started
     write_json(out / "metrics.json", metrics)
     plot(out, rows, curves, args)
@@ -263,7 +295,7 @@ def plot(out, rows, curves, args) -> None:
     plt = pyplot()
     if plt is None:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 2 + len(CELLS), figsize=(5 * (2 + len(CELLS)), 4.2))
     for kind, style in (("rnn", "-"), ("lstm", "--")):
         by_T = [r for r in rows if r["cell"] == kind and r["H"] == args.T_hidden]
         by_H = sorted(
@@ -302,15 +334,22 @@ def plot(out, rows, curves, args) -> None:
         title=f"time per step vs H (T={args.H_length})",
     )
     window = max(1, args.online_steps // 50)
-    for name, errors in curves.items():
-        smooth = np.convolve(errors, np.ones(window) / window, mode="valid")
-        axes[2].plot(smooth, label=name)
-    axes[2].set(
-        yscale="log",
-        xlabel="step of the stream",
-        ylabel="squared error (moving mean)",
-        title=f"online recall of x(t-{args.delay})",
-    )
+    colors = {"rtrl": "C3", f"tbptt-{args.delay}": "C0", f"tbptt-{2 * args.delay}": "C2"}
+    colors |= {f"rtrl-every-{args.delay}": "C1", f"rtrl-every-{2 * args.delay}": "C4"}
+    for ax, kind in zip(axes[2:], CELLS, strict=True):
+        for name, errors in curves.items():
+            cell, method = name.split(" ", 1)
+            if cell != kind:
+                continue
+            smooth = np.convolve(errors, np.ones(window) / window, mode="valid")
+            style = "--" if method.startswith("rtrl-every") else "-"
+            ax.plot(smooth, style, color=colors.get(method), label=method)
+        ax.set(
+            yscale="log",
+            xlabel="step of the stream",
+            ylabel="squared error (moving mean)",
+            title=f"{kind}: online recall of x(t-{args.delay})",
+        )
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -9,6 +9,7 @@ full run in examples/results/<name>/ byte for byte and untouched.
 import ast
 import hashlib
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def test_a_quick_run_from_another_folder_leaves_the_full_runs_results_alone(name
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert snapshot(committed) == before
     assert (quick / "metrics.json").stat().st_mtime >= start - 2  # written by this run
+    if name == "rtrl_vs_bptt":
+        check_rtrl_at_equal_updates(json.loads((quick / "metrics.json").read_text()))
     assert not list(tmp_path.iterdir())  # nothing lands in the folder it was started from
     try:
         ignored = subprocess.run(["git", "check-ignore", "-q", str(quick)], cwd=EXAMPLES)
@@ -114,3 +117,14 @@ def test_a_quick_run_from_another_folder_leaves_the_full_runs_results_alone(name
         return  # no git: nothing to check the ignore rules with
     if ignored.returncode != 128:  # 128: not a git checkout
         assert ignored.returncode == 0, f"{quick} is not ignored by git"
+
+
+def check_rtrl_at_equal_updates(metrics):
+    """rtrl_vs_bptt --quick (60 steps): RTRL updating every k steps recorded beside truncated
+    BPTT with window k, both with ceil(60 / k) updates; RTRL every step with 60."""
+    mse, updates = metrics["online_final_mse"], metrics["online_updates"]
+    for kind in ("rnn", "lstm"):
+        assert updates[f"{kind} rtrl"] == 60
+        for k in (4, 8):
+            assert updates[f"{kind} rtrl-every-{k}"] == updates[f"{kind} tbptt-{k}"] == -(-60 // k)
+            assert 0 < mse[f"{kind} rtrl-every-{k}"] < 10
