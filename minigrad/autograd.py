@@ -33,8 +33,8 @@ from .gradients import (
 from .versions import (
     bump_version,
     check_versions,
+    guard,
     share_version_with_view,
-    snapshot,
     version_counter,
 )
 
@@ -211,7 +211,7 @@ def _record(fn, tensors, results) -> None:
     fn.shapes = tuple([t.data.shape for t in tensors])
     fn.needs = needs
     if fn.saved is not None:
-        fn.versions = snapshot(tensors, results)
+        fn.versions = guard(fn.saved, tensors, results)
     for i, r in enumerate(results):
         r._requires_grad = True
         r._node = fn

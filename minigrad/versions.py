@@ -61,19 +61,49 @@ def saved_roots(saved) -> list:
     return list(roots.values())
 
 
-def snapshot(tensors, results) -> tuple:
-    """(counter, version now, input index or -1 - k for output k, id of its memory) for every
-    input and output of a node that saves something. Cheap at record time; which of them the
-    node's saved state holds is worked out only if one has changed when its backward runs
-    (the ids stay valid: the saved state keeps what it holds alive)."""
+def _flat_roots(saved):
+    """The memory a plain op's saved state holds (an array, or a tuple or list of arrays and
+    None), or None when it holds something deeper (nodes, lists of nodes: a fused kernel's, a
+    scan's), whose walk waits until a version has moved."""
+    if type(saved) is np.ndarray:
+        return (saved if saved.base is None else saved.base,)
+    if type(saved) is not tuple and type(saved) is not list:
+        return None
+    roots = []
+    for a in saved:
+        if type(a) is np.ndarray:
+            roots.append(a if a.base is None else a.base)
+        elif type(a) is tuple or type(a) is list:  # one level of arrays (or numbers) inside
+            for b in a:
+                if type(b) is np.ndarray:
+                    roots.append(b if b.base is None else b.base)
+                elif b is not None and not isinstance(b, (int, float)):
+                    return None
+        elif a is not None and not isinstance(a, (int, float)):
+            return None
+    return roots
+
+
+def guard(saved, tensors, results):
+    """What a node that saves something keeps to check its versions before backward:
+    (counter, version now, input index or -1 - k for output k, memory) per input or output.
+    For a plain op, only those whose memory the saved arrays hold, with memory None (known to
+    be held); for a deep saved state, every input and output with the id of its memory, and
+    which of them the state holds is worked out only if one has moved when backward runs
+    (the ids stay valid: the saved state keeps what it holds alive). A plain op's check thus
+    costs its few arrays, a scan's no walk over its T steps."""
+    roots = _flat_roots(saved)
     guards = []
     for i, t in (*enumerate(tensors), *[(-1 - k, r) for k, r in enumerate(results)]):
+        d = t.data
+        r = d if d.base is None else d.base
+        if roots is not None and not any(x is r for x in roots):
+            continue
         vc = t._vc
         if vc is None:
             vc = t._vc = [0, False]
-        d = t.data
-        guards.append((vc, vc[0], i, id(d if d.base is None else d.base)))
-    return tuple(guards)
+        guards.append((vc, vc[0], i, None if roots is not None else id(r)))
+    return tuple(guards) if guards else None
 
 
 def check_versions(node) -> None:
@@ -82,10 +112,12 @@ def check_versions(node) -> None:
     changed = [g for g in node.versions if g[0][0] != g[1]]
     if not changed:
         return
-    held = {id(r) for r in saved_roots(node.saved)}
+    held = None
     for vc, seen, i, memory in changed:
-        if memory not in held:  # written, but not what this node reads: no harm
-            continue
+        if memory is not None:  # a deep saved state: does it hold this memory?
+            held = {id(r) for r in saved_roots(node.saved)} if held is None else held
+            if memory not in held:  # written, but not what this node reads: no harm
+                continue
         if i >= 0:
             what = f"input {i} (shape {node.shapes[i]})"
         else:
