@@ -3,11 +3,12 @@
 Each tensor's `_vc` is a list [count, shared]: `count` goes up at every in-place write,
 `shared` is set once a view (same memory, another tensor) exists. Views share the list, so a
 write through either bumps both, as with PyTorch's version counter. A node that saves
-something keeps (counter, version then, which input or output, its memory) for each of its
-inputs and outputs. Before its backward, if a version has moved, the node's saved state is
-walked (arrays, tuples and lists of them, and the nodes a fused kernel or a scan keeps inside
-itself) and the backward is refused if it holds that memory: the walk costs nothing unless
-something was written.
+something keeps (counter, version then, which input or output) for each input or output whose
+memory its saved state holds, and the reverse step refuses to run its backward if one has
+moved. A plain op's saved arrays are matched when it is recorded; a deep saved state (the
+nodes a fused kernel or a scan keeps inside itself, a checkpoint's inputs) is walked only if
+some input's or output's version has moved by the time backward runs, so a scan's T steps cost
+no walk unless something was written.
 """
 
 from __future__ import annotations
