@@ -17,6 +17,8 @@ padded positions. The char BiLSTM reads each distinct word of a batch once.
 
     python examples/pos_tagging.py            # the default run: about 3 minutes on 2 cores
     python examples/pos_tagging.py --no-chars # the ablation: word embeddings only
+    python examples/pos_tagging.py --unidirectional  # the word-level LSTM reads left to right
+                                                     # only (the char BiLSTM is unchanged)
     python examples/pos_tagging.py --quick    # a few seconds, for the test suite
 
 Reports token accuracy on dev and test (and on words outside the word vocabulary), writes
@@ -64,6 +66,12 @@ def parse_args(argv=None):
     p.add_argument("--char-hidden", type=int, default=32, help="char BiLSTM size per direction")
     p.add_argument("--hidden", type=int, default=96, help="word BiLSTM size per direction (96)")
     p.add_argument("--no-chars", action="store_true", help="word embeddings only (an ablation)")
+    p.add_argument(
+        "--unidirectional",
+        action="store_true",
+        help="word-level LSTM left to right only, --hidden units (an ablation; the char\n"
+        "BiLSTM that builds each word's vector stays bidirectional)",
+    )
     p.add_argument("--min-freq", type=int, default=2, help="word vocabulary: min count (2)")
     p.add_argument("--max-vocab", type=int, default=15000, help="word vocabulary: cap (15000)")
     p.add_argument("--dropout", type=float, default=0.25, help="dropout on inputs and outputs")
@@ -199,6 +207,7 @@ class CharWordTagger(nn.Module):
         hidden,
         dropout,
         use_chars=True,
+        bidirectional=True,
     ):
         super().__init__()
         self.word_emb = nn.Embedding(n_words, word_dim, padding_idx=0)
@@ -209,7 +218,9 @@ class CharWordTagger(nn.Module):
             self.char_rnn = LSTM(char_dim, char_hidden, bidirectional=True)
             feat += 2 * char_hidden
         self.drop = nn.Dropout(dropout)
-        self.tagger = SequenceTagger(feat, hidden, n_tags, bidirectional=True, dropout=dropout)
+        self.tagger = SequenceTagger(
+            feat, hidden, n_tags, bidirectional=bidirectional, dropout=dropout
+        )
 
     def char_vectors(self, chars, char_lengths):
         """(L, U) chars of U distinct words -> (U, 2*char_hidden): [h->_L; h<-_1]."""
@@ -275,7 +286,7 @@ def train_epoch(model, opt, sched, data, chars, args, rng, epoch):
     return total / count
 
 
-def plot(history, confusion, tags, out: Path) -> list:
+def plot(history, confusion, tags, out: Path, name="BiLSTM") -> list:
     plt = pyplot()
     if plt is None:
         return []
@@ -287,7 +298,7 @@ def plot(history, confusion, tags, out: Path) -> list:
     ax2 = ax1.twinx()
     ax2.plot(epochs, [100 * a for a in history["dev"]], "s-", color="tab:red", label="dev")
     ax2.set_ylabel("dev token accuracy (%)", color="tab:red")
-    ax1.set_title("BiLSTM POS tagger on UD English-EWT")
+    ax1.set_title(f"{name} POS tagger on UD English-EWT")
     fig.tight_layout()
     fig.savefig(out / "learning_curve.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -353,13 +364,23 @@ def main(argv=None) -> dict:
         args.hidden,
         args.dropout,
         not args.no_chars,
+        not args.unidirectional,
     )
     opt = optim.Adam(model.parameters(), lr=args.lr)
     # The step size decays along a cosine, batch by batch, to 1/20 of --lr at the end.
     n_batches = len(length_batches(data["train"].lengths, args.batch, None, args.max_tokens))
     sched = optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * n_batches, args.lr / 20)
     n_params = sum(p.numel() for p in model.parameters())
+    word_rnn_params = sum(p.numel() for p in model.tagger.encoder.parameters())
+    direction = "unidirectional" if args.unidirectional else "bidirectional"
     print(f"{model}\n{n_params:,} parameters")
+    reads = "left to right only" if args.unidirectional else "both ways"
+    char_vectors = "none" if args.no_chars else "bidirectional LSTM, unchanged"
+    print(
+        f"word-level LSTM: {direction} ({reads}, {args.hidden} units per direction, "
+        f"{word_rnn_params:,} parameters); char-level word vectors: {char_vectors}",
+        flush=True,
+    )
 
     history = {"loss": [], "dev": [], "dev_oov": [], "seconds": []}
     best, best_state = -1.0, None
@@ -397,13 +418,16 @@ def main(argv=None) -> dict:
         "history": history,
         "word_vocab": len(words),
         "parameters": n_params,
+        "word_lstm": direction,
+        "word_lstm_parameters": word_rnn_params,
         "train_seconds": history["seconds"][-1],
         "wall_seconds": time.perf_counter() - t_start,
         "cpu_seconds": time.process_time() - cpu_start,
         "machine": machine(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
-    figures = plot(history, test["confusion"], UPOS, args.out)
+    name = "Left-to-right LSTM" if args.unidirectional else "BiLSTM"
+    figures = plot(history, test["confusion"], UPOS, args.out, name)
     write_metrics(args.out, metrics)
     print(
         f"dev accuracy {100 * dev['accuracy']:.2f}%, test accuracy "
