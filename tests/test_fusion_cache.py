@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from minigrad.fusion import cache
+from minigrad.kernels import _diskcache
 
 SCRIPT = """
 import json
@@ -118,8 +119,9 @@ def _cache_file(cache_dir, source):
 def fresh_cache(tmp_path, monkeypatch):
     """The cache module as in a new process, with its cache in tmp_path/cache and temporary
     directories under tmp_path/tmp."""
-    for name, empty in (("_modules", {}), ("_refused", {}), ("_private", []), ("_damage_seen", [])):
+    for name, empty in (("_modules", {}), ("_refused", {}), ("_private", [])):
         monkeypatch.setattr(cache, name, empty)
+    monkeypatch.setattr(_diskcache, "_warned", set())  # damaged files seen: warned about once
     monkeypatch.setenv("MINIGRAD_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))

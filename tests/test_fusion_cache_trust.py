@@ -30,6 +30,7 @@ from numba.core import config as numba_config
 from numba.core.caching import _CacheLocator
 
 from minigrad.fusion import cache, codegen
+from minigrad.kernels import _diskcache
 
 NOBODY = 65534
 ROOT = os.geteuid() == 0
@@ -42,8 +43,9 @@ def top(monkeypatch):
     path = Path(tempfile.mkdtemp(prefix="minigrad-trust-"))
     path.chmod(0o755)
     (path / "tmp").mkdir()
-    for name, empty in (("_modules", {}), ("_refused", {}), ("_private", []), ("_damage_seen", [])):
+    for name, empty in (("_modules", {}), ("_refused", {}), ("_private", [])):
         monkeypatch.setattr(cache, name, empty)
+    monkeypatch.setattr(_diskcache, "_warned", set())  # damaged files seen: warned about once
     monkeypatch.setenv("MINIGRAD_CACHE_DIR", str(path / "cache"))
     monkeypatch.setattr("tempfile.tempdir", str(path / "tmp"))
     yield path

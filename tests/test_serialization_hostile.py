@@ -5,13 +5,13 @@ attacker would; legitimate checkpoints of many small entries must still load."""
 
 import io
 import json
-import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_serialization import peak_memory_of
 
 import minigrad as mg
 import minigrad.serialization as serialization
@@ -58,15 +58,6 @@ def write(path, root, entries=(), compress_header=False):
         for name, data, deflated in entries:
             z.writestr(name, data, zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED)
     return path
-
-
-def peak_memory_of(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def refused(path, match):

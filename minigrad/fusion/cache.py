@@ -23,28 +23,27 @@ hash, which also keys Numba's files) is there for tracebacks and for reading.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
-import io
 import os
-import pickle
 import shutil
-import stat
 import sys
 import tempfile
 import types
 import warnings
 
-from numba.core.caching import CompileResultCacheImpl, FunctionCache, IndexDataCacheFile
+from numba.core.caching import CompileResultCacheImpl, FunctionCache
 from numba.core.dispatcher import Dispatcher
+
+# The checks and files shared with the hand-written kernels' cache.
+from ..kernels._diskcache import TrustedFiles
+from ..kernels._diskcache import unsafe_level as _unsafe_level
+from ..kernels._diskcache import write_atomically as _write_atomically
 
 _modules: dict = {}  # source hash -> module, so that each is loaded once per process
 _refused: dict = {}  # directory -> why it is not used (warned once)
 _private: list = []  # this process's fallback directory, made on first need
-_damage_seen: list = []  # damaged Numba files discarded: warned about once
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _configured_dir() -> str:
@@ -52,18 +51,6 @@ def _configured_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "minigrad"
     )
     return os.path.join(base, "fused")
-
-
-def _unsafe_level(st: os.stat_result, where: str, own: bool) -> str | None:
-    """Why a directory lets another user change what lies under it, or None."""
-    me, mode = os.geteuid(), stat.S_IMODE(st.st_mode)
-    if st.st_uid != me and (own or st.st_uid != 0):
-        whose = "this user" if own else "this user or root"
-        return f"{where} belongs to uid {st.st_uid}, not to {whose}"
-    if mode & 0o022 and (own or not mode & stat.S_ISVTX):
-        fix = "; chmod 700 it" if own else ", not sticky"
-        return f"group or others can write to {where} (mode {mode:o}{fix})"
-    return None
 
 
 def _unsafe(path: str) -> str | None:
@@ -155,32 +142,6 @@ def _cache_dir() -> str | None:
     return None
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write data to path so that no reader ever sees a partial file, and persist it."""
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # another process may race us to it: both write the same bytes
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # persist the rename too (POSIX); not possible everywhere
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _ensure_source(path: str, data: bytes) -> None:
     """Make the file at path hold exactly data, rewriting a missing, cut or edited one."""
     try:
@@ -192,80 +153,22 @@ def _ensure_source(path: str, data: bytes) -> None:
     _write_atomically(path, data)
 
 
-def _read_own(path: str) -> bytes | None:
-    """The bytes of the file at path if it is this user's and no one else can write it (a
-    file planted there before the directory was safe, say, is ignored and later replaced)."""
-    try:
-        fd = os.open(path, _FILE_FLAGS)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        if hasattr(os, "geteuid") and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
-            return None
-        return f.read()
+class _Files(TrustedFiles):
+    """Numba's files for one generated function, in the checked directory's __pycache__: read
+    only while that directory is still safe by this module's rule (and then only if this user
+    wrote them), written with fsync, discarded if damaged (see TrustedFiles)."""
 
-
-def _discard(path: str, error: Exception) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)
-    if not _damage_seen:
-        warnings.warn(
-            f"minigrad.fuse: discarded a damaged compiled-kernel file {path} "
-            f"({type(error).__name__}: {error}; a power cut can leave one) to recompile it; "
-            "any others are discarded silently",
-            stacklevel=2,
-        )
-    _damage_seen.append(path)
-
-
-class _Files(IndexDataCacheFile):
-    """Numba's index and data files for one function, read only from a directory that is
-    still safe and only if this user wrote them; written with fsync; discarded if damaged."""
+    owner = "minigrad.fuse"
 
     def __init__(self, directory: str, filename_base: str, stamp: str):
         super().__init__(os.path.join(directory, "__pycache__"), filename_base, stamp)
-        self._directory = directory
+        self._checked_dir = directory
 
     def _safe(self) -> bool:
-        why = _unsafe(self._directory)
-        if why and self._directory not in _refused:
-            _refuse(self._directory, why)
+        why = _unsafe(self._checked_dir)
+        if why and self._checked_dir not in _refused:
+            _refuse(self._checked_dir, why)
         return why is None
-
-    def _unpickle(self, path: str, parse):
-        raw = _read_own(path) if self._safe() else None
-        if raw is None:
-            return None
-        try:
-            return parse(io.BytesIO(raw))
-        except Exception as e:  # cut or empty: EOFError, UnpicklingError, ... (our own file)
-            _discard(path, e)
-            return None
-
-    def _parse_index(self, f):
-        if pickle.load(f) != self._version:
-            return None  # another Numba's: the rest may not unpickle here
-        stamp, overloads = pickle.loads(f.read())
-        return overloads if stamp == self._source_stamp else None
-
-    def _load_index(self):
-        return self._unpickle(self._index_path, self._parse_index) or {}
-
-    def _load_data(self, name):
-        return self._unpickle(self._data_path(name), lambda f: pickle.loads(f.read()))
-
-    def save(self, key, data):
-        if self._safe():
-            super().save(key, data)
-
-    @contextlib.contextmanager
-    def _open_for_write(self, filepath):
-        buffer = io.BytesIO()
-        yield buffer
-        _write_atomically(filepath, buffer.getvalue())
 
 
 class _Locator:

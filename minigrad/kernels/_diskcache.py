@@ -184,7 +184,10 @@ def _refuse(directory: str, why: str, stacklevel: int = 3) -> None:
 class TrustedFiles(IndexDataCacheFile):
     """Numba's index and data files for one function, read only from a directory that is still
     safe and only if this user wrote them; written with mode 0600 and fsync; discarded if
-    damaged. `own`: as for checked_dir."""
+    damaged. `own`: as for checked_dir. A subclass may judge the directory its own way
+    (`_safe`) and name itself in warnings (`owner`)."""
+
+    owner = "minigrad.kernels"
 
     def __init__(self, directory: str, filename_base: str, stamp, own: int = 1):
         super().__init__(directory, filename_base, stamp)
@@ -207,8 +210,8 @@ class TrustedFiles(IndexDataCacheFile):
             with contextlib.suppress(OSError):
                 os.remove(path)
             _warn_once(
-                "damaged",
-                f"minigrad.kernels: discarded a damaged compiled-kernel file {path} "
+                f"{self.owner}: damaged",
+                f"{self.owner}: discarded a damaged compiled-kernel file {path} "
                 f"({type(e).__name__}: {e}; a power cut can leave one) to recompile it; "
                 "any others are discarded silently",
                 4,
