@@ -5,12 +5,15 @@
     python3 tasks.py test     # the whole test suite (CI runs it after `lint`)
     python3 tasks.py lint     # ruff check and ruff format --check
     python3 tasks.py bench    # the headline benchmark (the others: benchmarks/README.md)
+    python3 tasks.py docs     # the documentation site, built strictly into site/
+    python3 tasks.py docs --serve   # the same, served at http://127.0.0.1:8000 while you edit
 
 Each command first makes a virtual environment in .venv (so it works where the system Python
 refuses `pip install`) and installs the project into it with the extras the test suite uses
-(EXTRAS: PyTorch and MPI included, so that no test is skipped for want of them), again only
-when pyproject.toml has changed. The repository root goes on the environment's path: `models`
-is imported from there, not installed. Extra arguments go to the program that is run.
+(EXTRAS: PyTorch, MPI and the documentation tools included, so that no test is skipped for
+want of them), again only when pyproject.toml has changed. The repository root goes on the
+environment's path: `models` is imported from there, not installed. Extra arguments go to the
+program that is run.
 """
 
 import hashlib
@@ -23,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 STAMP = VENV / ".minigrad-installed"
-EXTRAS = "test,examples,torch,distributed,lessons"
+EXTRAS = "test,examples,torch,distributed,lessons,docs"
 
 
 def ensure_env() -> None:
@@ -69,7 +72,7 @@ def run(*args: str, env=None) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "test", "lint", "bench"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "test", "lint", "bench", "docs"):
         sys.exit(__doc__)
     task, extra = sys.argv[1], sys.argv[2:]
     ensure_env()
@@ -89,6 +92,14 @@ def main() -> None:
         run(*pytest, "tests/test_kernels.py", env={**strict, "NUMBA_DISABLE_JIT": "1"})
     elif task == "bench":
         run("benchmarks/lstm_lm.py", *extra)
+    elif task == "docs":
+        # mkdocs.yml sets strict: a warning (a broken link, a docstring it cannot parse) or a
+        # lesson that raises fails the build. Material's notice about MkDocs 2.0 is silenced.
+        env = environment(NO_MKDOCS_2_WARNING="1")
+        if "--serve" in extra:
+            run("-m", "mkdocs", "serve", *[a for a in extra if a != "--serve"], env=env)
+        else:
+            run("-m", "mkdocs", "build", "--strict", *extra, env=env)
 
 
 if __name__ == "__main__":
