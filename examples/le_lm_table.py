@@ -23,13 +23,15 @@ irnn1p     one wide IRNN layer, then a linear projection to half its width (no b
            nonlinearity) before the output layer
 rnn4       four tanh layers (PyTorch's init)
 rnn1p      one wide tanh layer, then the same projection
+gru        one GRU layer (not in Le et al.'s table: the notes' other gated cell, against the
+           LSTM at the same parameter count, budget and seeds)
 
 Training as the main job (truncated BPTT: --batch streams, --bptt characters per update, the
 state carried across chunks), Adam (--lr) with gradient-norm clipping (--clip), --steps
 updates; validation on the whole validation split every --eval-every updates. Runs are
 resumable (examples/study_runs.py): rerunning the command continues where it stopped.
 
-    python examples/le_lm_table.py            # 5 kinds x 3 seeds (CPU hours; resumable)
+    python examples/le_lm_table.py            # 6 kinds x 3 seeds (CPU hours; resumable)
     python examples/le_lm_table.py --report   # the table of the finished runs
     python examples/le_lm_table.py --quick    # seconds (the test suite runs this)
 
@@ -58,18 +60,20 @@ import minigrad as mg
 import minigrad.nn as nn
 import minigrad.nn.functional as F
 import minigrad.optim as optim
-from models import IRNN, LSTM, RNN
+from models import GRU, IRNN, LSTM, RNN
 from models.tbptt import detach_state
 
 NAME = "le_lm_table"
 DATA = Path(__file__).resolve().parent / "data" / "tinyshakespeare" / "input.txt"
-KINDS = ("lstm", "irnn4", "irnn1p", "rnn4", "rnn1p")  # the table's order, best first
+TABLE_KINDS = ("lstm", "irnn4", "irnn1p", "rnn4", "rnn1p")  # the table's order, best first
+KINDS = TABLE_KINDS + ("gru",)
 LABELS = {
     "lstm": "LSTM, 1 layer",
     "irnn4": "IRNN, 4 layers",
     "irnn1p": "IRNN, 1 layer + projection",
     "rnn4": "tanh RNN, 4 layers",
     "rnn1p": "tanh RNN, 1 layer + projection",
+    "gru": "GRU, 1 layer",
 }
 TABLE = {"lstm": 68.8, "irnn4": 69.4, "irnn1p": 70.2, "rnn4": 71.8, "rnn1p": 72.5}
 
@@ -136,6 +140,8 @@ class CharLM(nn.Module):
         self.embedding = nn.Embedding(vocab, embed)
         if kind == "lstm":
             self.rnn = LSTM(embed, hidden, num_layers=layers)
+        elif kind == "gru":
+            self.rnn = GRU(embed, hidden, num_layers=layers)
         elif kind.startswith("irnn"):
             self.rnn = IRNN(embed, hidden, num_layers=layers)
         else:
@@ -154,6 +160,7 @@ def shapes(kind, lstm_hidden):
     """(hidden, layers, projection) of a kind before matching; the width is then searched."""
     return {
         "lstm": (lstm_hidden, 1, None),
+        "gru": (lstm_hidden, 1, None),
         "irnn4": (lstm_hidden, 4, None),
         "rnn4": (lstm_hidden, 4, None),
         "irnn1p": (2 * lstm_hidden, 1, lstm_hidden),
@@ -167,7 +174,7 @@ def count(model) -> int:
 
 def n_params(kind, vocab, embed, hidden, layers, projection=None) -> int:
     """The parameter count of CharLM(kind, ...), without building it."""
-    gates = 4 if kind == "lstm" else 1
+    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
     rnn = sum(gates * hidden * ((embed if k == 0 else hidden) + hidden + 2) for k in range(layers))
     proj = 0 if projection is None else hidden * projection
     return vocab * embed + rnn + proj + ((projection or hidden) + 1) * vocab
@@ -318,22 +325,23 @@ def summary(results, args):
                 spread,
                 seeds or "-",
                 cpu,
-                TABLE[kind],
+                TABLE.get(kind, "-"),
             ]
         )
     return rows, means
 
 
 def ordering(means, results, args) -> str:
-    """Whether the measured order of the kinds is the table's, pair by pair."""
-    kinds = [k for k in args.kinds if k in means]
+    """Whether the measured order of the kinds is the table's, pair by pair (then the GRU)."""
+    gru = gated_pair(means, results, args)
+    kinds = [k for k in args.kinds if k in means and k in TABLE]
     if len(kinds) < 2:
-        return "Too few finished kinds to compare orderings."
+        return "\n".join(["Too few finished kinds of the table to compare orderings."] + gru)
     measured = sorted(kinds, key=lambda k: means[k])
     lines = [
         "Measured order (lowest validation bits/char first): "
         + " < ".join(LABELS[k] for k in measured),
-        "The table's order: " + " < ".join(LABELS[k] for k in KINDS if k in kinds),
+        "The table's order: " + " < ".join(LABELS[k] for k in TABLE_KINDS if k in kinds),
     ]
     agree, total = 0, 0
     for i, a in enumerate(kinds):
@@ -350,7 +358,20 @@ def ordering(means, results, args) -> str:
                     "here it is behind" + sep
                 )
     lines.append(f"{agree} of {total} pairs in the table's order.")
-    return "\n".join(lines)
+    return "\n".join(lines + gru)
+
+
+def gated_pair(means, results, args) -> list:
+    """The GRU against the LSTM (not a pair of Le et al.'s table), when both have runs."""
+    if "gru" not in means or "lstm" not in means:
+        return []
+    gap = means["gru"] - means["lstm"]
+    ahead = "GRU, 1 layer" if gap < 0 else "LSTM, 1 layer"
+    return [
+        f"GRU against LSTM: {ahead} ahead by {abs(gap):.4f} bits/char (means)"
+        + separated(results, "gru", "lstm", args)
+        + "."
+    ]
 
 
 def separated(results, a, b, args) -> str:
