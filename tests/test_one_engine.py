@@ -240,11 +240,11 @@ def test_padding_holding_nan_or_inf_gives_the_same_gradients_as_zero_padding(cls
 
 
 # ----- the program, printed at each pass ---------------------------------------------------------
-def test_readme_shows_the_lstm_steps_program_as_minigrad_debug_plan_prints_it():
+def test_the_docs_show_the_lstm_steps_program_as_minigrad_debug_plan_prints_it():
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
-    shown = re.search(r"```text\n(--- mg\.fuse\(LSTM\._step\) after record:.*?)```", readme, re.S)
-    assert shown, "README has no MINIGRAD_DEBUG=plan listing of the LSTM step"
+    page = (root / "docs" / "fusion.md").read_text()
+    shown = re.search(r"```text\n(--- mg\.fuse\(LSTM\._step\) after record:.*?)```", page, re.S)
+    assert shown, "docs/fusion.md has no MINIGRAD_DEBUG=plan listing of the LSTM step"
     code = (
         "import minigrad as mg\nfrom models import LSTM\n"
         "layer = LSTM(8, 16)\nout, (h, c) = layer(mg.randn(5, 3, 8))\n"

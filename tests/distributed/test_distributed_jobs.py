@@ -155,8 +155,9 @@ def test_a_crash_while_rank_0_saves_leaves_a_complete_checkpoint(tmp_path):
     np.testing.assert_array_equal(saved["big"], np.full(2**21, expected))
 
 
-def test_the_readme_training_loop_runs_on_two_ranks(tmp_path):
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+def test_the_docs_training_loop_runs_on_two_ranks(tmp_path):
+    page = (ROOT / "docs" / "distributed.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
     (loop,) = [b for b in blocks if "DistributedSampler(" in b]
     (tmp_path / "tagger.py").write_text(loop)
     job = run_job(tmp_path / "tagger.py", cwd=tmp_path, timeout=60)
