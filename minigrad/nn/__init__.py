@@ -20,6 +20,7 @@ from .layers import (
     Tanh,
 )
 from .module import Module, Parameter
+from .unsupported import Transformer
 
 __all__ = [
     "BCEWithLogitsLoss",
@@ -40,6 +41,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Transformer",
     "functional",
     "init",
     "utils",
