@@ -45,7 +45,7 @@ def measure(model, tokens, targets, every):
     seconds = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    grads = [p.grad.copy() for p in model.parameters()]
+    grads = [p.grad.numpy().copy() for p in model.parameters()]
     return peak, seconds, grads
 
 

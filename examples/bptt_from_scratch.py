@@ -122,7 +122,7 @@ def gradient_check(chars: Chars, T: int, B: int, H: int, rng) -> dict:
     loss = F.cross_entropy(o.reshape(T * B, K), mg.tensor(y.reshape(-1)), reduction="sum")
     loss.backward()
 
-    params = {name: p.data for name, p in model.named_parameters()}
+    params = {name: p.numpy() for name, p in model.named_parameters()}
     ref_loss, ref = elman_bptt(x, y, **params)
     rows, diffs = [], {}
     for name in ("U", "W", "V", "b", "c"):

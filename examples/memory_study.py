@@ -225,7 +225,7 @@ def train(store, key, setting, task: Task, args, seed) -> dict:
 def evaluate(model, task, x_test, y_test, batch) -> float:
     """The test metric, computed in slices of 8 batches (bounded memory at T = 1000)."""
     outs = [
-        model(mg.tensor(x_test[:, i : i + 8 * batch])).data
+        model(mg.tensor(x_test[:, i : i + 8 * batch])).numpy()
         for i in range(0, len(x_test[0]), 8 * batch)
     ]
     out = np.concatenate(outs, axis=1)

@@ -214,7 +214,7 @@ def run(cell: str, task: Task, args, seed: int) -> dict:
         steps_done = step
         if step % args.eval_every == 0 or step == args.steps:
             with mg.no_grad(), np.errstate(over="ignore", invalid="ignore"):
-                metric = task.metric(model(mg.tensor(x_test)).data, y_test)
+                metric = task.metric(model(mg.tensor(x_test)).numpy(), y_test)
             curve.append((step, value, metric))
             if task.solved(metric):
                 solved_at = step

@@ -244,7 +244,7 @@ def evaluate(model, data: Encoded, chars: Chars, n_tags, batch, max_tokens) -> d
     with mg.no_grad():
         for idx in length_batches(data.lengths, batch, max_tokens=max_tokens):
             b = make_batch(data, chars, idx)
-            pred = model(b).data.argmax(axis=-1)
+            pred = model(b).numpy().argmax(axis=-1)
             valid = b["tags"] != IGNORE
             np.add.at(confusion, (b["tags"][valid], pred[valid]), 1)
             oov, _ = pad([data.oov[i].astype(np.int64) for i in idx])

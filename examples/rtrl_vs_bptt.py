@@ -114,7 +114,7 @@ def agreement(kind, T, hidden, batch, seed) -> float:
     rng = np.random.default_rng(seed)
     xs, ys = rng.standard_normal((T, batch, INPUT)), rng.standard_normal((T, batch, 1))
     bptt_gradients(cell, head, F.mse_loss, xs, ys)
-    reverse = [p.grad.copy() for p in params(cell, head)]
+    reverse = [p.grad.numpy().copy() for p in params(cell, head)]
     for p in params(cell, head):
         p.grad = None
     rtrl = RTRL(cell, head, F.mse_loss)

@@ -149,7 +149,7 @@ def evaluate(model, data: Encoded, batch=256) -> tuple:
             x, lengths, y = data.batch(idx)
             logits = model(x, lengths)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
-            right += int((logits.data.argmax(axis=1) == y).sum())
+            right += int((logits.numpy().argmax(axis=1) == y).sum())
     model.train()
     return right / len(data), loss / len(data)
 
@@ -180,7 +180,7 @@ def train(pooling, data, vocab, args) -> dict:
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-            right += int((logits.data.argmax(axis=1) == y).sum())
+            right += int((logits.numpy().argmax(axis=1) == y).sum())
             bar.update(1, loss=f"{loss.item():.3f}")
         bar.close()
         n = len(data["train"])

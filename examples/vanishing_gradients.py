@@ -141,8 +141,8 @@ def probe(model: Probe, x: np.ndarray, y: np.ndarray) -> dict:
     norms = np.stack([np.linalg.norm(h.grad, axis=1) for h in hs])  # (T, B), index k-1
     result = {"loss": loss.item(), "norms": norms}
     if model.kind == "rnn":
-        W = model64.cell.weight_hh.data
-        H = np.stack([h.data for h in hs])  # (T, B, hidden)
+        W = model64.cell.weight_hh.numpy()
+        H = np.stack([h.numpy() for h in hs])  # (T, B, hidden)
         # gamma_i = ||diag(1 - h_i^2) W||_2 for each step i and sequence
         gamma = np.stack(
             [np.linalg.norm((1 - h**2)[..., None] * W, ord=2, axis=(-2, -1)) for h in H]

@@ -83,7 +83,7 @@ L.backward()
 saved_after = mg.graph.stats(L)["saved_bytes"]
 print(f"kept for backward: {saved_before} B before backward(), {saved_after} B after")
 assert saved_before > 0 and saved_after == 0
-loss_ref, grads = elman_bptt(x, y, *(p.data for p in (net.U, net.W, net.V, net.b, net.c)))
+loss_ref, grads = elman_bptt(x, y, *(p.numpy() for p in (net.U, net.W, net.V, net.b, net.c)))
 for name in "UWVbc":
     diff = np.abs(getattr(net, name).grad - grads[name]).max()
     print(f"dL/d{name}: largest difference {diff:.1e}")

@@ -88,7 +88,7 @@ assert sigma[0] < 1e-2 * sigma[-1]  # it vanished: 29 steps cost orders of magni
 # step multiplies by $f'(a_i) = 1 - h_i^2 \le 1$.
 
 # %%
-W = rnn.weight_hh_l0.data
+W = rnn.weight_hh_l0.numpy()
 norm_W = np.linalg.norm(W, 2)  # largest singular value
 radius = np.abs(np.linalg.eigvals(W)).max()  # largest |eigenvalue|
 rate = (sigma[0] / sigma[-1]) ** (1 / (T - 1))  # measured shrink factor per step
@@ -121,7 +121,7 @@ s = exploding.jacobian["singular_values"][..., 0].mean(axis=1)
 saturated = np.mean(exploding.saturation[(0, 0)]["tanh"])  # share of units with |h| > 0.99
 with mg.no_grad():
     h_bias_only, _ = big(mg.tensor(np.zeros_like(x)))  # no input at all: the biases alone
-bias_only = np.mean(np.abs(h_bias_only.data) > 0.99)
+bias_only = np.mean(np.abs(h_bias_only.numpy()) > 0.99)
 print(
     f"sigma_max of dh_T/dh_k: {s[-1]:.2f} at lag 0, {s[0]:.2e} at lag {T - 1} (3^{T - 1} = "
     f"{3.0 ** (T - 1):.1e} if tanh were linear)"

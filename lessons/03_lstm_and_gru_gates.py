@@ -59,8 +59,8 @@ gru = GRU(3, 4)
 draw = np.random.default_rng(1)  # its own generator: the cells below see the same rng
 x_1, h_0 = draw.standard_normal((1, 3)), draw.standard_normal((1, 4))
 _, h_1 = gru(mg.tensor(x_1[None]), mg.tensor(h_0[None]))  # one step, batch of 1
-gi = x_1 @ gru.weight_ih_l0.data.T + gru.bias_ih_l0.data
-gh = h_0 @ gru.weight_hh_l0.data.T + gru.bias_hh_l0.data
+gi = x_1 @ gru.weight_ih_l0.numpy().T + gru.bias_ih_l0.numpy()
+gh = h_0 @ gru.weight_hh_l0.numpy().T + gru.bias_hh_l0.numpy()
 r = 1 / (1 + np.exp(-(gi[:, :4] + gh[:, :4])))
 u = gi[:, 4:8] + gh[:, 4:8]  # the update gate's pre-activation
 n = np.tanh(gi[:, 8:] + r * gh[:, 8:])  # the candidate
@@ -68,12 +68,12 @@ z_torch = 1 / (1 + np.exp(-u))
 z_notes = 1 / (1 + np.exp(u))  # the notes' gate for the same layer: sigma(-u) = 1 - z_torch
 torch_form = (1 - z_torch) * n + z_torch * h_0
 notes_form = z_notes * n + (1 - z_notes) * h_0
-print("models.GRU h_1             :", np.round(h_1.data[0, 0], 4))
+print("models.GRU h_1             :", np.round(h_1.numpy()[0, 0], 4))
 print("PyTorch's formula         :", np.round(torch_form[0], 4))
 print("the notes', with z = 1 - z:", np.round(notes_form[0], 4))
-assert np.allclose(h_1.data[0], torch_form, atol=1e-12)  # models.GRU is PyTorch's form
+assert np.allclose(h_1.numpy()[0], torch_form, atol=1e-12)  # models.GRU is PyTorch's form
 assert np.allclose(torch_form, notes_form, atol=1e-12)  # the notes' form, gate negated
-assert not np.allclose(h_1.data[0], z_torch * n + (1 - z_torch) * h_0)  # same z, other form
+assert not np.allclose(h_1.numpy()[0], z_torch * n + (1 - z_torch) * h_0)  # same z, other form
 
 # %% [markdown]
 # ## The cell-state Jacobian is diag(f)
@@ -85,12 +85,12 @@ mg.manual_seed(0)
 cell = LSTMCell(3, 4)
 x_t, h_prev, c_prev = (mg.tensor(rng.standard_normal(s)) for s in ((1, 3), (1, 4), (1, 4)))
 J = mg.jacobian(lambda c: cell(x_t, (h_prev, c))[1], c_prev, mode="forward")
-pre = x_t.data @ cell.weight_ih.data.T + cell.bias_ih.data
-pre += h_prev.data @ cell.weight_hh.data.T + cell.bias_hh.data
+pre = x_t.numpy() @ cell.weight_ih.numpy().T + cell.bias_ih.numpy()
+pre += h_prev.numpy() @ cell.weight_hh.numpy().T + cell.bias_hh.numpy()
 f = 1 / (1 + np.exp(-pre[0, 4:8]))  # gates are stacked i, f, g, o
-print("dc_t/dc_(t-1) diagonal:", np.round(np.diag(J.data[0, :, 0, :]), 4))
+print("dc_t/dc_(t-1) diagonal:", np.round(np.diag(J.numpy()[0, :, 0, :]), 4))
 print("forget gate f_t       :", np.round(f, 4))
-assert np.allclose(J.data[0, :, 0, :], np.diag(f), atol=1e-12)
+assert np.allclose(J.numpy()[0, :, 0, :], np.diag(f), atol=1e-12)
 
 # %% [markdown]
 # ## How far back does the gradient reach?

@@ -48,7 +48,7 @@ backward_only.load_state_dict(
 )
 both, _ = layer0(mg.tensor(x))
 rev, _ = backward_only(mg.tensor(x[::-1].copy()))
-diff = np.abs(both.data[:, :, H:] - rev.data[::-1]).max()
+diff = np.abs(both.numpy()[:, :, H:] - rev.numpy()[::-1]).max()
 print("largest difference:", diff)
 assert diff < 1e-12
 

@@ -35,8 +35,8 @@ attn = AdditiveAttention(query_size=H, key_size=H, attention_size=A)
 s = mg.tensor(rng.standard_normal((B, H)))
 keys = mg.tensor(rng.standard_normal((B, S, H)))
 context, alpha = attn(s, keys)
-print("attention weights:\n", np.round(alpha.data, 3))
-assert np.allclose(alpha.data.sum(axis=1), 1.0)
+print("attention weights:\n", np.round(alpha.numpy(), 3))
+assert np.allclose(alpha.numpy().sum(axis=1), 1.0)
 
 # %% [markdown]
 # ## The Jacobian of the context
@@ -56,19 +56,21 @@ assert np.allclose(alpha.data.sum(axis=1), 1.0)
 
 # %%
 J = mg.jacobian(lambda k: attn(s, k)[0], keys)  # shape (B, H) + (B, S, H)
-W_a, U_a, v_a = attn.W.data, attn.U.data, attn.v.data
+W_a, U_a, v_a = attn.W.numpy(), attn.U.numpy(), attn.v.numpy()
 worst = 0.0
 for b in range(B):
-    t = np.tanh(s.data[b] @ W_a.T + keys.data[b] @ U_a.T)  # (S, A): t_j for every j
+    t = np.tanh(s.numpy()[b] @ W_a.T + keys.numpy()[b] @ U_a.T)  # (S, A): t_j for every j
     for j in range(S):
-        h_j, a_j = keys.data[b, j], alpha.data[b, j]
-        through_scores = a_j * np.outer(h_j - context.data[b], (v_a * (1 - t[j] ** 2)) @ U_a)
+        h_j, a_j = keys.numpy()[b, j], alpha.numpy()[b, j]
+        through_scores = a_j * np.outer(h_j - context.numpy()[b], (v_a * (1 - t[j] ** 2)) @ U_a)
         by_hand = a_j * np.eye(H) + through_scores
-        worst = max(worst, np.abs(J.data[b, :, b, j, :] - by_hand).max())
-print("dc/dh_j for sequence 0, j = 2:\n", np.round(J.data[0, :, 0, 2, :], 4))
+        worst = max(worst, np.abs(J.numpy()[b, :, b, j, :] - by_hand).max())
+print("dc/dh_j for sequence 0, j = 2:\n", np.round(J.numpy()[0, :, 0, 2, :], 4))
 print(f"autograd against the formula, all b and j: largest difference {worst:.1e}")
 assert worst < 1e-12
-one_term = max(np.abs(J.data[0, :, 0, j, :] - alpha.data[0, j] * np.eye(H)).max() for j in range(S))
+one_term = max(
+    np.abs(J.numpy()[0, :, 0, j, :] - alpha.numpy()[0, j] * np.eye(H)).max() for j in range(S)
+)
 assert one_term > 1e-3  # alpha_j I alone is not the derivative
 
 # %% [markdown]
@@ -80,7 +82,7 @@ with mg.no_grad():
     attn.v.zero_()
 J = mg.jacobian(lambda k: attn(s, k)[0], keys)
 for j in range(S):
-    assert np.allclose(J.data[0, :, 0, j, :], np.eye(H) / S, atol=1e-14)
+    assert np.allclose(J.numpy()[0, :, 0, j, :], np.eye(H) / S, atol=1e-14)
 print("with v = 0: dc/dh_j = I / S for every j")
 
 # %% [markdown]
@@ -110,8 +112,8 @@ def with_attention(x):
 
 for name, loss in [("last state only", last_state_only), ("attention", with_attention)]:
     g = mg.grad(loss)(x)
-    first, last = np.linalg.norm(g.data[0]), np.linalg.norm(g.data[-1])
+    first, last = np.linalg.norm(g.numpy()[0]), np.linalg.norm(g.numpy()[-1])
     print(f"{name:16s} ||dL/dx_1|| / ||dL/dx_40|| = {first / last:.1e}")
-ratio_plain = np.linalg.norm(mg.grad(last_state_only)(x).data[0])
-ratio_attn = np.linalg.norm(mg.grad(with_attention)(x).data[0])
+ratio_plain = np.linalg.norm(mg.grad(last_state_only)(x).numpy()[0])
+ratio_attn = np.linalg.norm(mg.grad(with_attention)(x).numpy()[0])
 assert ratio_attn > 100 * ratio_plain

@@ -115,7 +115,7 @@ def gradient(loss):
     small.zero_grad()
     loss.backward()
     return {
-        name: np.zeros_like(p.data) if p.grad is None else p.grad.copy()  # None: no path
+        name: np.zeros_like(p.numpy()) if p.grad is None else p.grad.numpy().copy()  # None: no path
         for name, p in small.named_parameters()
     }
 

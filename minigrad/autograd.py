@@ -174,7 +174,7 @@ class Function:
     def apply(cls, *tensors, **kwargs):
         # The per-op hot path: kept to plain loops and attribute reads.
         fn = cls()
-        out = fn.forward(*[t.data for t in tensors], **kwargs)
+        out = fn.forward(*[t._data for t in tensors], **kwargs)
         if type(out) is tuple:
             return _apply_several(fn, tensors, kwargs, out)
         state = _state
@@ -208,7 +208,7 @@ def _record(fn, tensors, results) -> None:
     indices = tuple([t._index for t in tensors])
     if any(indices):
         fn.indices = indices
-    fn.shapes = tuple([t.data.shape for t in tensors])
+    fn.shapes = tuple([t._data.shape for t in tensors])
     fn.needs = needs
     if fn.saved is not None:
         fn.versions = guard(fn.saved, tensors, results)
@@ -283,11 +283,11 @@ def _hook_name(hook) -> str:
 
 
 def run_hook(hook, grad: np.ndarray, what: str) -> np.ndarray:
-    """A tensor hook may return a new gradient: it must keep the shape (and be an array)."""
-    new = hook(grad)
+    """hook(grad as a tensor) may return a new gradient (a tensor or an array of its shape)."""
+    new = hook(wrap_output(grad))
     if new is None:
         return grad
-    new = np.asarray(getattr(new, "data", new))
+    new = np.asarray(new)
     if new.shape != grad.shape:
         raise RuntimeError(
             f"hook {_hook_name(hook)} registered on {what} returned a gradient of shape "
@@ -297,18 +297,18 @@ def run_hook(hook, grad: np.ndarray, what: str) -> np.ndarray:
 
 
 def _accumulate_leaf(leaf, grad) -> None:
-    dtype = leaf.data.dtype
+    dtype = leaf._data.dtype
     hooks = leaf._hooks
     if hooks:
         grad = dense(grad, dtype)
         for hook in hooks:
             if type(hook) is not PostAccumulateGradHook:
-                grad = run_hook(hook, grad, f"a leaf tensor of shape {leaf.data.shape}")
-    if leaf.grad is None:
+                grad = run_hook(hook, grad, f"a leaf tensor of shape {leaf._data.shape}")
+    if leaf._grad is None:
         # A private copy: the same array may be another edge's gradient, and .grad is added into.
-        leaf.grad = dense_copy(grad, dtype)
+        leaf._grad = wrap_output(dense_copy(grad, dtype))
     else:
-        add_into(leaf.grad, grad)
+        add_into(leaf._grad._data, grad)
     if hooks:
         for hook in hooks:
             if type(hook) is PostAccumulateGradHook:
@@ -399,7 +399,8 @@ def _run_hooks(node, g):
     for i, ref in node.retained or ():
         kept = ref()
         if kept is not None and gs[i] is not None:
-            kept.grad = gs[i].copy() if kept.grad is None else kept.grad + gs[i]
+            g = gs[i] if kept._grad is None else kept._grad._data + gs[i]
+            kept._grad = wrap_output(g.copy() if g is gs[i] else g)
     return tuple(gs) if node.n_outputs > 1 else gs[0]
 
 
@@ -422,7 +423,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool = False) -> tupl
     inputs, as arrays (None for an input the outputs do not depend on); no `.grad` changes."""
     outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
     if grad_outputs is None:
-        grad_outputs = [np.ones_like(o.data) for o in outputs]
+        grad_outputs = [np.ones_like(o._data) for o in outputs]
     inputs = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
     return tuple(run_backward(outputs, grad_outputs, retain_graph, capture=inputs))
 
@@ -492,4 +493,4 @@ def _finish(end, grads: Grads, wanted: dict, found: list, capture) -> None:
     for key in keys:
         g = grads.take(key)
         for i in wanted.get(key, ()) if g is not None else ():
-            found[i] = dense_copy(g, capture[i].data.dtype)
+            found[i] = dense_copy(g, capture[i]._data.dtype)

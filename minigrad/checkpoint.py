@@ -28,7 +28,7 @@ class _Checkpoint(autograd.Function):
         self.n_inputs = len(arrays) - len(reads)
         self.n_outputs = len(outs)
         self.saved = arrays  # what backward reads again: guarded against in-place writes
-        return outs[0].data if len(outs) == 1 else tuple(o.data for o in outs)
+        return outs[0]._data if len(outs) == 1 else tuple(o._data for o in outs)
 
     @property
     def name(self) -> str:

@@ -129,4 +129,6 @@ def randint(low, high, shape, dtype=None, device=None) -> Tensor:
 def multinomial(probs, num_samples: int, replacement: bool = False) -> Tensor:
     """Indices (int64) drawn from each row of probs (weights: non-negative, any scale), as
     torch.multinomial: without replacement no index repeats within a row."""
-    return Tensor._wrap(sample_multinomial(getattr(probs, "data", probs), num_samples, replacement))
+    return Tensor._wrap(
+        sample_multinomial(getattr(probs, "_data", probs), num_samples, replacement)
+    )

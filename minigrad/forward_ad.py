@@ -48,7 +48,7 @@ class _Tangents:
 
     def __call__(self, fn, tensors, result) -> None:
         table = self.table
-        if not any(id(t) in table for t in tensors) or result.data.dtype.kind != "f":
+        if not any(id(t) in table for t in tensors) or result._data.dtype.kind != "f":
             return
         rule = getattr(fn, "jvp", None)
         if rule is None:
@@ -57,8 +57,8 @@ class _Tangents:
                 "and backward), so forward mode cannot pass through it; compute this derivative "
                 "with mg.vjp or mg.grad instead"
             )
-        tangent = rule(result.data, *[self.get(t) for t in tensors])
-        self.set(result, _conform(tangent, result.data))
+        tangent = rule(result._data, *[self.get(t) for t in tensors])
+        self.set(result, _conform(tangent, result._data))
 
 
 def _conform(tangent, out):
@@ -129,7 +129,7 @@ def jvp(fn, primals, tangents, *, batched: bool = False):
     state = _Tangents()
     k = None
     for i, (p, t) in enumerate(zip(primals, tangents, strict=True)):
-        t = np.asarray(t.data if isinstance(t, Tensor) else t, dtype=p.dtype)
+        t = np.asarray(t._data if isinstance(t, Tensor) else t, dtype=p.dtype)
         expected = p.shape if not batched else (t.shape[:1] if t.ndim else ()) + p.shape
         if t.shape != expected or (batched and t.ndim == 0):
             want = f"(K,) + {p.shape}" if batched else str(p.shape)

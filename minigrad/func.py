@@ -25,7 +25,7 @@ __all__ = ["grad", "vjp", "jacobian", "jvp"]
 
 def _leaf(x, i: int, what: str) -> Tensor:
     """A fresh leaf holding a copy of x's values, requiring grad."""
-    data = x.data if isinstance(x, Tensor) else Tensor(x).data
+    data = x._data if isinstance(x, Tensor) else Tensor(x)._data
     if data.dtype.kind != "f":
         raise TypeError(f"{what}: input {i} is {data.dtype}; only floating inputs have gradients")
     leaf = Tensor._wrap(np.array(data, copy=True))
@@ -41,7 +41,7 @@ def _pull(outputs, cotangents, inputs) -> tuple:
         [o for o, _ in pairs], [ct for _, ct in pairs], retain_graph=True, capture=list(inputs)
     )
     return tuple(
-        Tensor._wrap(np.zeros_like(x.data) if g is None else g)
+        Tensor._wrap(np.zeros_like(x._data) if g is None else g)
         for x, g in zip(inputs, found, strict=True)
     )
 
@@ -73,7 +73,7 @@ def _vjp(fn, primals, has_aux: bool, what: str):
             raise ValueError(f"{what}: {len(outputs)} outputs but {len(cts)} cotangents")
         arrays = []
         for i, (o, ct) in enumerate(zip(outputs, cts, strict=True)):
-            ct = np.asarray(ct.data if isinstance(ct, Tensor) else ct, dtype=o.dtype)
+            ct = np.asarray(ct._data if isinstance(ct, Tensor) else ct, dtype=o.dtype)
             if ct.shape != o.shape:
                 raise ValueError(
                     f"{what}: cotangent {i} has shape {ct.shape}, the output {o.shape}"
@@ -116,10 +116,10 @@ def grad(fn, argnums=0, has_aux: bool = False):
             return fn(*full)
 
         out, pullback, *aux = _vjp(partial, [args[n] for n in picked], has_aux, what)
-        if not isinstance(out, Tensor) or out.data.size != 1:
+        if not isinstance(out, Tensor) or out._data.size != 1:
             shape = getattr(out, "shape", type(out).__name__)
             raise ValueError(f"{what}: fn must return a tensor with one element, got {shape}")
-        grads = pullback(np.ones_like(out.data))
+        grads = pullback(np.ones_like(out._data))
         result = grads[0] if single else grads
         return (result, aux[0]) if has_aux else result
 
@@ -138,11 +138,11 @@ def jacobian(fn, inputs, *, mode: str = "reverse"):
         out, pullback = _vjp(fn, xs, False, what)
         _check_single(out, what)
         rows = [[] for _ in xs]
-        for i in range(out.data.size):
-            ct = np.zeros(out.data.size, dtype=out.dtype)
+        for i in range(out._data.size):
+            ct = np.zeros(out._data.size, dtype=out.dtype)
             ct[i] = 1
             for r, g in zip(rows, pullback(ct.reshape(out.shape)), strict=True):
-                r.append(g.data)
+                r.append(g._data)
         jac = [
             np.stack(r).reshape(out.shape + x.shape)
             if r
@@ -156,10 +156,10 @@ def jacobian(fn, inputs, *, mode: str = "reverse"):
             def along(p, j=j):
                 return fn(*xs[:j], p, *xs[j + 1 :])
 
-            eye = np.eye(x.data.size, dtype=x.dtype).reshape((x.data.size,) + x.shape)
+            eye = np.eye(x._data.size, dtype=x.dtype).reshape((x._data.size,) + x.shape)
             out, cols = jvp(along, (x,), (eye,), batched=True)
             _check_single(out, what)
-            jac.append(np.moveaxis(cols.data, 0, -1).reshape(out.shape + x.shape))
+            jac.append(np.moveaxis(cols._data, 0, -1).reshape(out.shape + x.shape))
     else:
         raise ValueError(f"{what}: mode must be 'reverse' or 'forward', got {mode!r}")
     jac = tuple(Tensor._wrap(j) for j in jac)

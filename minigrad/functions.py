@@ -15,7 +15,7 @@ def matmul(a, b) -> Tensor:
 
 
 def where(cond, x, y) -> Tensor:
-    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    cond = np.asarray(cond._data if isinstance(cond, Tensor) else cond)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: the condition must be boolean, got {cond.dtype}")
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):

@@ -44,11 +44,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, raise_exception=True):
     _scalar(fn(*inputs)).backward()
     for i in targets:
         x = inputs[i]
-        analytic = np.zeros_like(x.data) if x.grad is None else x.grad
-        numeric = np.zeros_like(x.data)
-        if not (x.data.flags.c_contiguous and x.data.flags.writeable):
-            x.data = x.data.copy()  # not np.ascontiguousarray: it turns a 0-d array into 1-d
-        flat = x.data.reshape(-1)  # a view: perturb in place, evaluate, restore
+        analytic = np.zeros_like(x._data) if x.grad is None else x.grad._data
+        numeric = np.zeros_like(x._data)
+        if not (x._data.flags.c_contiguous and x._data.flags.writeable):
+            x._data = x._data.copy()  # not np.ascontiguousarray: it turns a 0-d array into 1-d
+        flat = x._data.reshape(-1)  # a view: perturb in place, evaluate, restore
         with no_grad():
             for j in range(flat.size):
                 orig = flat[j]

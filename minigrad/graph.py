@@ -190,7 +190,7 @@ def _kept_bytes(nodes, leaves=()) -> int:
     """Bytes of the distinct arrays `nodes` save for their backward, each at its own size (a
     step's slice x[t] of an input counts as the slice), leaving out the leaves' arrays
     (parameters exist anyway, whatever the graph)."""
-    skip = {id(_owner(leaf.data)) for leaf in leaves}
+    skip = {id(_owner(leaf._data)) for leaf in leaves}
     kept = {}
     for node in nodes:
         for a in _arrays(getattr(node, "saved", None)):

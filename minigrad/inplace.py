@@ -45,7 +45,7 @@ def setitem(x, index, value) -> None:
         )
     _refuse_tangents("setitem (x[index] = value)", x, value)
     if not (autograd.is_grad_enabled() and (x._requires_grad or value._requires_grad)):
-        x.data[index] = value.data
+        x._data[index] = value._data
         bump_version(x)
         return
     if autograd.is_tracing():
@@ -60,7 +60,7 @@ def setitem(x, index, value) -> None:
             "`with mg.no_grad():` (initialising a parameter), or into a copy (y = x * 1)"
         )
     vc = version_counter(x)
-    if x.data.base is not None or vc[1]:
+    if x._data.base is not None or vc[1]:
         raise RuntimeError(
             f"setitem: x[index] = value on a tensor of shape {x.shape} that shares its memory "
             "with another tensor (a view such as x[t], x.reshape(...), x.T or x.detach() was "
@@ -91,7 +91,7 @@ def _refuse_tangents(name: str, *tensors) -> None:
 
 
 def _check_writable(x, name: str) -> None:
-    if not x.data.flags.writeable:
+    if not x._data.flags.writeable:
         raise RuntimeError(
             f"{name}: this tensor of shape {x.shape} is a read-only view (made by expand or "
             "broadcast_to, whose elements share memory); write into a copy instead"
@@ -115,7 +115,7 @@ def _rebind(x, new, name: str) -> None:
             "while gradients are recorded; update it under `with mg.no_grad():` (as an "
             "optimizer step does), or write it out of place"
         )
-    if x.data.base is not None or (x._vc is not None and x._vc[1]):
+    if x._data.base is not None or (x._vc is not None and x._vc[1]):
         raise RuntimeError(
             f"{name}: in-place update of a tensor of shape {x.shape} that shares its memory "
             "with another tensor (a view such as x[t], x.reshape(...) or x.detach()) while "
@@ -128,7 +128,7 @@ def _rebind(x, new, name: str) -> None:
         )
     if new.dtype != x.dtype:
         new = new.astype(x.dtype)
-    x.data, x._node, x._requires_grad, x._vc = new.data, new._node, new._requires_grad, None
+    x._data, x._node, x._requires_grad, x._vc = new._data, new._node, new._requires_grad, None
 
 
 _TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
@@ -174,7 +174,7 @@ class InPlaceMethods:
             _rebind(self, new, name)
             return self
         _check_writable(self, name)
-        o = getattr(other, "data", other)
+        o = getattr(other, "_data", other)
         if isinstance(o, (bool, int, float)):
             o = np.asarray(o, self.dtype if self.dtype.kind == "f" else None)
         new = np.asarray(values(None if o is None else np.asarray(o)))
@@ -188,31 +188,31 @@ class InPlaceMethods:
                 f"tensor of shape {self.shape} (it would change the shape)"
             )
         _check_cast(name, new.dtype, self.dtype, other)
-        self.data[...] = new
+        self._data[...] = new
         bump_version(self)
         return self
 
     def add_(self, other, *, alpha=1):
         return self._inplace(
-            "add_", other, lambda o: self.data + alpha * o, lambda o: self + alpha * o
+            "add_", other, lambda o: self._data + alpha * o, lambda o: self + alpha * o
         )
 
     def sub_(self, other, *, alpha=1):
         return self._inplace(
-            "sub_", other, lambda o: self.data - alpha * o, lambda o: self - alpha * o
+            "sub_", other, lambda o: self._data - alpha * o, lambda o: self - alpha * o
         )
 
     def mul_(self, other):
-        return self._inplace("mul_", other, lambda o: self.data * o, lambda o: self * o)
+        return self._inplace("mul_", other, lambda o: self._data * o, lambda o: self * o)
 
     def div_(self, other):
-        return self._inplace("div_", other, lambda o: self.data / o, lambda o: self / o)
+        return self._inplace("div_", other, lambda o: self._data / o, lambda o: self / o)
 
     def clamp_(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clamp_: give at least one of min and max")
         return self._inplace(
-            "clamp_", None, lambda _: np.clip(self.data, min, max), lambda _: self.clamp(min, max)
+            "clamp_", None, lambda _: np.clip(self._data, min, max), lambda _: self.clamp(min, max)
         )
 
     clip_ = clamp_
@@ -245,7 +245,7 @@ class InPlaceMethods:
                 f"{name}: on a tensor computed in a graph while gradients are not recorded; "
                 "use the out-of-place form"
             )
-        self.data, self._node, self._index = new.data, new._node, new._index
+        self._data, self._node, self._index = new._data, new._node, new._index
         return self
 
     def unsqueeze_(self, dim: int):

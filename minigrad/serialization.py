@@ -81,7 +81,7 @@ def _encode(obj, arrays, where, depth=0):
         return obj  # JSON keeps these apart: 1, 1.0, true, "1", null
     if isinstance(obj, Tensor):
         kind = "parameter" if isinstance(obj, Parameter) else "tensor"
-        return {"kind": kind, "entry": _add(arrays, obj.data, where), "grad": obj.requires_grad}
+        return {"kind": kind, "entry": _add(arrays, obj._data, where), "grad": obj.requires_grad}
     if isinstance(obj, np.ndarray):
         return {"kind": "array", "entry": _add(arrays, obj, where)}
     if isinstance(obj, (dict, list, tuple)) and depth >= _MAX_DEPTH:

@@ -13,6 +13,7 @@ import numpy as np
 from . import autograd, dtypes
 from .device import check_device
 from .inplace import InPlaceMethods, setitem
+from .numpy_interop import array_function, array_ufunc
 from .ops import elementwise as E
 from .ops import reduce as R
 from .ops import shape as S
@@ -27,11 +28,12 @@ def _axis_args(axis, keepdims, dim, keepdim):
 
 
 class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
+    # _data: the NumPy array; `.data` and `.numpy()` hand it out (see `data`).
+    # _grad: the accumulated gradient, a Tensor or None (see `grad`).
     # _vc: the version counter shared with views, made when first needed (autograd.py).
     # _index: which output of `_node` this tensor is (a node may have several).
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_index", "_hooks", "_vc")
+    __slots__ = ("_data", "_grad", "_requires_grad", "_node", "_index", "_hooks", "_vc")
     __slots__ += ("__weakref__",)
-    __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not NumPy
 
     def __init__(self, *data, dtype=None, requires_grad: bool = False, device=None):
         """PyTorch's legacy constructor, for code that calls `torch.Tensor(...)`: ints alone
@@ -61,7 +63,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
 
     def _init(self, data, dtype, requires_grad: bool) -> None:
         if isinstance(data, Tensor):
-            data = data.data
+            data = data._data
         if dtype is not None:
             arr = np.array(data, dtype=dtypes.as_dtype(dtype))
         elif isinstance(data, np.ndarray) or isinstance(data, np.generic):
@@ -74,8 +76,8 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
             kind = arr.dtype.kind
             target = dtypes.get_default_dtype() if kind == "f" else _default_for(arr)
             arr = arr.astype(target, copy=False)
-        self.data = arr
-        self.grad = None
+        self._data = arr
+        self._grad = None
         self._requires_grad = False
         self._node = None
         self._index = 0  # which output of _node this is
@@ -92,14 +94,71 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
     def _wrap(cls, arr) -> Tensor:
         """Fast path for op outputs: no conversion, no checks."""
         t = object.__new__(cls)
-        t.data = arr if type(arr) is np.ndarray else np.asarray(arr)
-        t.grad = None
+        t._data = arr if type(arr) is np.ndarray else np.asarray(arr)
+        t._grad = None
         t._requires_grad = False
         t._node = None
         t._index = 0
         t._hooks = None
         t._vc = None
         return t
+
+    # ----- data and grad: tensors over the engine's arrays, as in PyTorch ---------------------
+    @property
+    def data(self) -> Tensor:
+        """This tensor's memory as a new tensor outside the graph and outside the version
+        counter, as PyTorch's `.data`: writing into it changes this tensor without counting as
+        an in-place write, so backward cannot detect it (`detach()` shares the counter)."""
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value) -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"data: assign a tensor, not {type(value).__name__} (mg.from_numpy(array) or "
+                "mg.tensor(values) makes one)"
+            )
+        if self._requires_grad and value._data.dtype.kind != "f":
+            raise TypeError(
+                f"data: a tensor that requires grad cannot hold {value._data.dtype} data"
+            )
+        self._data = value._data
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient backward accumulated into this leaf (or a retained non-leaf): a tensor
+        whose memory the engine adds into, so `p.grad.zero_()` and `p.grad *= s` act on it."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    f"grad: assign a tensor or None, not {type(value).__name__} "
+                    "(mg.from_numpy(array) makes a tensor of an array without a copy)"
+                )
+            if value.shape != self.shape:
+                raise RuntimeError(
+                    f"grad: assigned grad has shape {value.shape}, the tensor {self.shape}"
+                )
+            if value.dtype != self.dtype:
+                raise RuntimeError(
+                    f"grad: assigned grad has dtype {value.dtype}, the tensor {self.dtype}"
+                )
+        self._grad = value
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return array_ufunc(Tensor, ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return array_function(Tensor, func, args, kwargs)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """NumPy reads a tensor as its array (np.asarray(t), np.testing on tensors)."""
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
 
     # ----- autograd -------------------------------------------------------------------------
     @property
@@ -108,9 +167,9 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if value and self.data.dtype.kind != "f":
+        if value and self._data.dtype.kind != "f":
             raise TypeError(
-                f"only floating tensors can require grad, this one is {self.data.dtype}; "
+                f"only floating tensors can require grad, this one is {self._data.dtype}; "
                 "convert it first, e.g. t.float() or mg.tensor(data, dtype=mg.float32)"
             )
         if not value and self._node is not None:
@@ -133,21 +192,21 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
                 "that does; set requires_grad=True on the inputs you differentiate"
             )
         if grad is None:
-            if self.data.size != 1:
+            if self._data.size != 1:
                 raise RuntimeError(
                     f"backward() on a tensor of shape {self.shape} needs a gradient of the same "
                     "shape; reduce it to a scalar first (e.g. .sum()) or pass grad="
                 )
-            grad = np.ones_like(self.data)
+            grad = np.ones_like(self._data)
         else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
+            grad = np.asarray(grad._data if isinstance(grad, Tensor) else grad, self._data.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad has shape {grad.shape}, tensor {self.shape}")
         autograd.run_backward([self], [grad], retain_graph=retain_graph)
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (truncated BPTT carries state this way)."""
-        t = Tensor._wrap(self.data)
+        t = Tensor._wrap(self._data)
         t._vc = vc = autograd.version_counter(self)  # the same memory: one version counter
         vc[1] = True
         return t
@@ -184,45 +243,45 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         self._hooks = (self._hooks or []) + [autograd.PostAccumulateGradHook(hook)]
 
     def zero_grad(self) -> None:
-        self.grad = None
+        self._grad = None
 
     # ----- array-like -----------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def size(self, dim=None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self._data.shape if dim is None else self._data.shape[dim]
 
     def numel(self) -> int:
-        return self.data.size
+        return self._data.size
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def __len__(self) -> int:
-        if self.data.ndim == 0:
+        if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._data.shape[0]
 
     def numpy(self) -> np.ndarray:
-        return self.data
+        return self._data
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item(): tensor of shape {self.shape} has {self.data.size} elements")
-        return self.data.reshape(()).item()
+        if self._data.size != 1:
+            raise ValueError(f"item(): tensor of shape {self.shape} has {self._data.size} elements")
+        return self._data.reshape(()).item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self._data.tolist()
 
     def astype(self, dtype) -> Tensor:
         dtype = dtypes.as_dtype(dtype)
@@ -230,7 +289,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
             return self
         if (self._requires_grad or autograd.is_forward_mode()) and dtype.kind == "f":
             return Cast.apply(self, dtype=dtype)  # recorded, or its tangent follows (mg.jvp)
-        return Tensor._wrap(self.data.astype(dtype))
+        return Tensor._wrap(self._data.astype(dtype))
 
     def float(self) -> Tensor:
         return self.astype(dtypes.float32)
@@ -242,7 +301,7 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         return self.astype(dtypes.int64)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(self._data, separator=", ", prefix="tensor(")
         extra = f", dtype={self.dtype}" if self.dtype != dtypes.get_default_dtype() else ""
         if self._node is not None:
             extra += f", grad_fn=<{self._node.name}>"
@@ -251,9 +310,9 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         return f"tensor({body}{extra})"
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -263,9 +322,9 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
 
     def __index__(self) -> int:
         """An integer tensor of one element used as a Python index (`letters[topi]`)."""
-        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.data.reshape(()).item())
+        return int(self._data.reshape(()).item())
 
     __hash__ = object.__hash__
 
@@ -299,6 +358,9 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
 
     def __rpow__(self, other):
         return _binary(E.Pow, other, self, "pow")
+
+    def pow(self, exponent):
+        return _binary(E.Pow, self, exponent, "pow")
 
     def __matmul__(self, other):
         return self.matmul(other)
@@ -400,13 +462,22 @@ class Tensor(ShapeMethods, InPlaceMethods, TorchMethods):
         axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
         return R.LogSumExp.apply(self, axis=axis, keepdims=keepdims)
 
+    def any(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Whether any element (along dim) is nonzero: a bool tensor, as PyTorch's any."""
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return Tensor._wrap(np.any(self._data, axis=axis, keepdims=keepdims))
+
+    def all(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
+        return Tensor._wrap(np.all(self._data, axis=axis, keepdims=keepdims))
+
     def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
-        return Tensor._wrap(np.argmax(self.data, axis=axis, keepdims=keepdims))
+        return Tensor._wrap(np.argmax(self._data, axis=axis, keepdims=keepdims))
 
     def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
         axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
-        return Tensor._wrap(np.argmin(self.data, axis=axis, keepdims=keepdims))
+        return Tensor._wrap(np.argmin(self._data, axis=axis, keepdims=keepdims))
 
     def __getitem__(self, index):
         return S.GetItem.apply(self, index=_as_index(index))
@@ -490,9 +561,12 @@ def _binary(fn, a, b, name):
 
 
 def _compare(ufunc, a, b):
-    b = as_tensor(b, like=a)
     try:
-        return Tensor._wrap(ufunc(a.data, b.data))
+        b = as_tensor(b, like=a)
+    except TypeError:
+        return NotImplemented  # let the other object compare (pytest.approx, say)
+    try:
+        return Tensor._wrap(ufunc(a._data, b._data))
     except ValueError:
         raise ValueError(
             f"{ufunc.__name__}: shapes {a.shape} and {b.shape} cannot be broadcast together"
@@ -504,7 +578,7 @@ def _as_index(index):
     if isinstance(index, tuple):
         return tuple(_as_index(i) for i in index)
     if isinstance(index, Tensor):
-        index = index.data
+        index = index._data
     elif isinstance(index, list):
         index = np.asarray(index)
     if isinstance(index, np.ndarray) and index.dtype.kind not in "iub":

@@ -4,8 +4,7 @@ changing their imports: `to`/`cpu`/`device`, `new_*`, `type`, `t`, `contiguous`,
 (values, indices) pairs: `max(dim)`/`min(dim)` (through tensor.py), `sort`, `median`,
 `mode`, `kthvalue`.
 
-What is deliberately different: `.data` is the NumPy array itself (writing into it bypasses
-the version counter, as writing into PyTorch's `.data` does), and the only device is the CPU.
+What is deliberately different: the only device is the CPU (`to("cuda")` raises).
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ class TorchMethods:
         return self
 
     def contiguous(self):
-        return self if self.data.flags.c_contiguous else Clone.apply(self, order="C")
+        return self if self._data.flags.c_contiguous else Clone.apply(self, order="C")
 
     def _new(self, arr, dtype, dev, requires_grad, where):
         check_device(dev, where)
@@ -83,7 +82,7 @@ class TorchMethods:
         return type(self)(np.asarray(arr, dtype), requires_grad=requires_grad)
 
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
-        return self._new(getattr(data, "data", data), dtype, device, requires_grad, "new_tensor")
+        return self._new(getattr(data, "_data", data), dtype, device, requires_grad, "new_tensor")
 
     def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
         return self._new(np.zeros(_size(size)), dtype, device, requires_grad, "new_zeros")
@@ -122,7 +121,7 @@ class TorchMethods:
         dim %= self.ndim
         if not 0 <= k <= self.shape[dim]:
             raise ValueError(f"topk: k={k} out of range for dim {dim} of size {self.shape[dim]}")
-        order = _stable_order(self.data, dim, descending=largest)
+        order = _stable_order(self._data, dim, descending=largest)
         return self._pick(return_types.topk, np.take(order, np.arange(k), axis=dim), dim, True)
 
     # ----- (values, indices) along a dim ----------------------------------------------------
@@ -153,7 +152,7 @@ class TorchMethods:
         (dim,) = normalize_axes(dim, self.ndim, name)
         if self.shape[dim] == 0:
             raise ValueError(f"{name}: reducing over an empty axis of shape {self.shape}")
-        return self._pick(kind, positions(self.data, dim), dim, keepdim)
+        return self._pick(kind, positions(self._data, dim), dim, keepdim)
 
     def _extreme_along(self, name: str, dim, keepdim: bool):
         """max(dim)/min(dim): the first position of the extreme (a NaN counts as one)."""
@@ -166,7 +165,7 @@ class TorchMethods:
         (dim,) = normalize_axes(dim, max(self.ndim, 1), "sort")
         if self.ndim == 0:
             return return_types.sort(self * 1, type(self)._wrap(np.zeros((), np.int64)))
-        order = _stable_order(self.data, dim, descending)
+        order = _stable_order(self._data, dim, descending)
         return self._pick(return_types.sort, order, dim, True)
 
     def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False):
@@ -205,7 +204,7 @@ class TorchMethods:
 
     def multinomial(self, num_samples: int, replacement: bool = False):
         """Indices (int64) drawn from each row of this tensor's weights (see mg.multinomial)."""
-        return type(self)._wrap(sample_multinomial(self.data, num_samples, replacement))
+        return type(self)._wrap(sample_multinomial(self._data, num_samples, replacement))
 
     def mm(self, other):
         """The product of two matrices (2-D only, as torch.mm; matmul broadcasts)."""

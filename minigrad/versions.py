@@ -36,9 +36,9 @@ def _root(a):
 
 def share_version_with_view(tensors, result) -> None:
     """`result` is a view of an input's memory: give it that input's counter."""
-    root = _root(result.data)
+    root = _root(result._data)
     for t in tensors:
-        if _root(t.data) is root:
+        if _root(t._data) is root:
             vc = version_counter(t)
             vc[1] = True
             result._vc = vc
@@ -96,7 +96,7 @@ def guard(saved, tensors, results):
     roots = _flat_roots(saved)
     guards = []
     for i, t in (*enumerate(tensors), *[(-1 - k, r) for k, r in enumerate(results)]):
-        d = t.data
+        d = t._data
         r = d if d.base is None else d.base
         if roots is not None and not any(x is r for x in roots):
             continue

@@ -34,7 +34,7 @@ __all__ = ["AdditiveAttention", "MultiplicativeAttention", "masked_softmax", "le
 
 def lengths_to_mask(lengths, S):
     """(B,) lengths -> (B, S) boolean mask, True at positions j < lengths[b]."""
-    arr = np.asarray(lengths.data if isinstance(lengths, mg.Tensor) else lengths)
+    arr = np.asarray(lengths.numpy() if isinstance(lengths, mg.Tensor) else lengths)
     return np.arange(S)[None, :] < arr[:, None]
 
 
@@ -42,7 +42,7 @@ def masked_softmax(scores, mask=None, owner="masked_softmax"):
     """softmax over the last axis, with masked-out positions (mask False) given weight 0."""
     if mask is None:
         return F.softmax(scores, dim=-1)
-    mask = np.asarray(mask.data if isinstance(mask, mg.Tensor) else mask)
+    mask = np.asarray(mask.numpy() if isinstance(mask, mg.Tensor) else mask)
     if mask.dtype != np.bool_ or mask.shape != scores.shape:
         raise ValueError(
             f"{owner}: mask must be boolean of the scores' shape {scores.shape} "

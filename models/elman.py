@@ -166,7 +166,7 @@ class OutputToHiddenRNN(nn.Module):
         """The targets as vectors (T, B, K): one-hot for classes, as given for reals."""
         T, B, K = x.shape[0], x.shape[1], self.output_size
         if self.targets == "classes":
-            arr = np.asarray(y.data if isinstance(y, mg.Tensor) else y)
+            arr = np.asarray(y.numpy() if isinstance(y, mg.Tensor) else y)
             arr = arr if batched else arr[:, None]
             if arr.shape != (T, B) or arr.dtype.kind not in "iu":
                 raise ValueError(
@@ -201,7 +201,7 @@ class OutputToHiddenRNN(nn.Module):
             o = c + matvec(V, h)  # o_t = c + V h_t
             outputs.append(o)
             if self.targets == "classes":  # feed back the prediction, one-hot (no gradient)
-                fed = mg.tensor(np.eye(K, dtype=x.dtype)[o.data.argmax(axis=-1)])
+                fed = mg.tensor(np.eye(K, dtype=x.dtype)[o.numpy().argmax(axis=-1)])
             else:
                 fed = o
         return mg.stack(outputs)

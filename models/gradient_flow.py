@@ -111,7 +111,7 @@ def inspect(layer, x, loss_fn, jacobian_of=(0, 0)) -> GradientFlow:
     output = layer_input.transpose(0, 1) if layer.batch_first else layer_input
     loss = loss_fn(output)
     loss.backward(retain_graph=jacobian_of is not None)  # the Jacobians backpropagate again
-    report.loss, report.output = float(loss.item()), output.data
+    report.loss, report.output = float(loss.item()), output.numpy()
     for (k, d), run in runs.items():
         report.state_grad_norms[(k, d)] = np.stack(
             [
@@ -159,35 +159,35 @@ def _sigmoid(a):
 
 def _saturation(layer, run) -> dict:
     """Per step: the share of saturated sigmoid gates and of saturated tanh units."""
-    w_hh, b_hh = run["weights"][1].data, run["weights"][3]
-    b_hh = 0 if b_hh is None else b_hh.data
+    w_hh, b_hh = run["weights"][1].numpy(), run["weights"][3]
+    b_hh = 0 if b_hh is None else b_hh.numpy()
     H, sig, tanh = layer.hidden_size, [], []
     for t, gi in enumerate(run["gi"]):
-        h_prev = run["prev"][t][0].data
+        h_prev = run["prev"][t][0].numpy()
         rec = h_prev @ w_hh.T
         if isinstance(layer, LSTM):  # b_hh is inside gi already
-            a = gi.data + rec
+            a = gi.numpy() + rec
             gates = _sigmoid(np.concatenate([a[:, : 2 * H], a[:, 3 * H :]], axis=1))
             units = np.concatenate(
-                [np.tanh(a[:, 2 * H : 3 * H]), np.tanh(run["c"][t].data)], axis=1
+                [np.tanh(a[:, 2 * H : 3 * H]), np.tanh(run["c"][t].numpy())], axis=1
             )
         elif isinstance(layer, GRU):
-            rz = _sigmoid(gi.data[:, : 2 * H] + rec[:, : 2 * H] + np.asarray(b_hh)[..., : 2 * H])
+            rz = _sigmoid(gi.numpy()[:, : 2 * H] + rec[:, : 2 * H] + np.asarray(b_hh)[..., : 2 * H])
             gates = rz
             if layer.reset_after:
                 n = np.tanh(
-                    gi.data[:, 2 * H :]
+                    gi.numpy()[:, 2 * H :]
                     + rz[:, :H] * (rec[:, 2 * H :] + np.asarray(b_hh)[..., 2 * H :])
                 )
             else:
                 n = np.tanh(
-                    gi.data[:, 2 * H :]
+                    gi.numpy()[:, 2 * H :]
                     + (rz[:, :H] * h_prev) @ w_hh[2 * H :].T
                     + np.asarray(b_hh)[..., 2 * H :]
                 )
             units = n
         else:
-            gates, units = None, run["h"][t].data
+            gates, units = None, run["h"][t].numpy()
         sig.append(0.0 if gates is None else float(np.mean((gates < NEAR) | (gates > 1 - NEAR))))
         tanh.append(float(np.mean(np.abs(units) > TANH_EDGE)))
     return {"sigmoid": np.array(sig), "tanh": np.array(tanh)}
@@ -227,7 +227,7 @@ def _jacobians(layer, run, k, d) -> dict:
                 tuple(eye[..., m * H : (m + 1) * H] for m in range(n)),
                 batched=True,
             )
-        jac = np.concatenate([np.transpose(tn.data, (1, 2, 0)) for tn in tangents], axis=1)
+        jac = np.concatenate([np.transpose(tn.numpy(), (1, 2, 0)) for tn in tangents], axis=1)
         step_norms[i] = np.linalg.norm(jac, ord=2, axis=(-2, -1))  # (B,): ||J_i||_2
     # prod_{i=j+1..t} ||J_i|| for j = 0..t (empty product 1 at j = t)
     bound = np.concatenate([np.cumprod(step_norms[:0:-1], axis=0)[::-1], np.ones((1, B))])
@@ -240,6 +240,6 @@ def _jacobians(layer, run, k, d) -> dict:
         "bound_holds": bool((singular[..., 0] <= bound * (1 + 1e-9) + 1e-12).all()),
     }
     if isinstance(layer, RNN):  # Pascanu et al.: ||W||^(t-j), since |tanh'| <= 1
-        w = np.linalg.norm(weights[1].data, 2)
+        w = np.linalg.norm(weights[1].numpy(), 2)
         out["pascanu_bound"] = w ** np.arange(len(hs) - 1, -1, -1, dtype=np.float64)
     return out

@@ -56,7 +56,7 @@ class _Encoder(nn.Module):
         if self.batch_first:
             x = x.transpose(0, 1) if isinstance(x, mg.Tensor) else np.swapaxes(np.asarray(x), 0, 1)
         if self.embedding is not None:
-            ids = np.asarray(x.data if isinstance(x, mg.Tensor) else x)
+            ids = np.asarray(x.numpy() if isinstance(x, mg.Tensor) else x)
             if ids.ndim != 2 or ids.dtype.kind not in "iu":
                 raise ValueError(
                     f"{self.owner}: expected token ids of shape (seq, batch) (or (batch, seq) "
@@ -128,7 +128,7 @@ class LanguageModel(nn.Module):
         mg.manual_seed makes it reproducible); temperature=0 takes the argmax. Runs in eval
         mode without a graph. Returns the int64 array prime + generated tokens.
         """
-        prime = np.asarray(prime.data if isinstance(prime, mg.Tensor) else prime)
+        prime = np.asarray(prime.numpy() if isinstance(prime, mg.Tensor) else prime)
         if prime.ndim != 1 or prime.size == 0 or prime.dtype.kind not in "iu":
             raise ValueError(
                 f"LanguageModel.sample: prime must be a non-empty 1-D sequence of token ids, "
@@ -149,7 +149,7 @@ class LanguageModel(nn.Module):
             with mg.no_grad():
                 logits, state = self(prime.astype(np.int64).reshape(shape))
                 for _ in range(length):
-                    z = logits.data.reshape(-1, self.vocab_size)[-1].astype(np.float64)
+                    z = logits.numpy().reshape(-1, self.vocab_size)[-1].astype(np.float64)
                     token = _draw(z, temperature, top_k, rng)
                     out.append(token)
                     logits, state = self(np.array([[token]]), state)

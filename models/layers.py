@@ -63,7 +63,7 @@ __all__ = ["RNN", "LSTM", "GRU", "IRNN", "identity_init_", "make_rnn", "lengths_
 def lengths_mask(owner: str, lengths, T: int, B: int):
     """Per-step masks for a padded batch: a list of T entries, each None (all B sequences are
     valid at t) or a (B, 1) boolean array `t < lengths`; the lengths as an int64 array."""
-    arr = np.asarray(lengths.data if isinstance(lengths, mg.Tensor) else lengths)
+    arr = np.asarray(lengths.numpy() if isinstance(lengths, mg.Tensor) else lengths)
     if arr.shape != (B,):
         raise ValueError(
             f"{owner}: lengths must hold one length per sequence, shape ({B},), "

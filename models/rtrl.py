@@ -58,7 +58,7 @@ class RTRL:
         self.n_states = _states(cell)
         self.cell, self.readout, self.loss_fn = cell, readout, loss_fn
         self.params = [p for p in cell.parameters()]
-        self.sizes = [p.data.size for p in self.params]
+        self.sizes = [p.numpy().size for p in self.params]
         self.offsets = np.cumsum([0] + self.sizes)
         self.K = int(self.offsets[-1])  # |theta|: one direction per parameter element
         self.chunk = int(chunk) if chunk is not None else 4 * cell.hidden_size
@@ -106,20 +106,23 @@ class RTRL:
 
                 new_state, derivs = mg.jvp(step, tuple(primals), tuple(tangents), batched=True)
                 for out, d in zip(new_sens, derivs, strict=True):
-                    out[a:b] = d.data
+                    out[a:b] = d.numpy()
         self.state, self.sens = list(new_state), new_sens
         return self.state
 
     def step(self, x, y):
         """One time step: advance, then add dL_t/dtheta to the parameters' .grad. Returns L_t."""
         self.advance(x)
-        h = mg.tensor(self.state[0].data, requires_grad=True)  # a leaf: the backward stops here
+        h = mg.tensor(self.state[0].numpy(), requires_grad=True)  # a leaf: the backward stops here
         loss = self.loss_fn(self.readout(h), y)
         loss.backward()  # the readout's gradient, and dL_t/dh_t in h.grad
         flat = np.tensordot(self.sens[0], h.grad, axes=([1, 2], [0, 1]))  # (dL_t/dh_t) S_t
         for p, lo, hi in zip(self.params, self.offsets[:-1], self.offsets[1:], strict=True):
             g = flat[lo:hi].reshape(p.shape).astype(p.dtype, copy=False)
-            p.grad = g if p.grad is None else p.grad + g
+            if p.grad is None:
+                p.grad = mg.from_numpy(g.copy())
+            else:
+                p.grad.add_(g)  # accumulated in place, as backward() does
         return loss
 
 

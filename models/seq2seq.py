@@ -47,7 +47,7 @@ class Hypothesis(NamedTuple):
 
 
 def _ids(owner, x, what):
-    arr = np.asarray(x.data if isinstance(x, mg.Tensor) else x)
+    arr = np.asarray(x.numpy() if isinstance(x, mg.Tensor) else x)
     if arr.ndim != 2 or arr.dtype.kind not in "iu":
         raise ValueError(
             f"{owner}: {what} must be a 2-D array of token ids, got {arr.dtype} {arr.shape}"
@@ -179,7 +179,7 @@ class Seq2Seq(nn.Module):
             teacher = teacher_forcing_ratio == 1.0 or (
                 teacher_forcing_ratio > 0.0 and rng.random() < teacher_forcing_ratio
             )
-            y_prev = tgt[t] if teacher else step_logits.data.argmax(axis=1)
+            y_prev = tgt[t] if teacher else step_logits.numpy().argmax(axis=1)
         logits = mg.stack(logits, axis=1 if self.batch_first else 0)
         return logits, mg.stack(alphas, axis=1)
 
@@ -202,11 +202,11 @@ class Seq2Seq(nn.Module):
             done = np.zeros(B, dtype=bool)
             for _ in range(max_len):
                 logits, state, alpha = self.decode_step(y_prev, state, keys, mask, memory)
-                logp = F.log_softmax(logits, dim=-1).data
+                logp = F.log_softmax(logits, dim=-1).numpy()
                 y_prev = logp.argmax(axis=1)
                 scores += np.where(done, 0.0, logp[np.arange(B), y_prev])
                 tokens.append(np.where(done, self.pad_index, y_prev))
-                attn.append(alpha.data)
+                attn.append(alpha.numpy())
                 done |= y_prev == self.eos_index
                 if done.all():
                     break
@@ -239,7 +239,7 @@ class Seq2Seq(nn.Module):
             ]
 
     def _beam_one(self, b, keys, mask, state, k, max_len, length_penalty):
-        pick = lambda t, rows: mg.tensor(t.data[rows])  # select hypotheses' rows (no graph)
+        pick = lambda t, rows: mg.tensor(t.numpy()[rows])  # select hypotheses' rows (no graph)
         keys = pick(keys, [b])
         mask = None if mask is None else mask[[b]]
         state = tuple(pick(s, [b]) for s in state) if isinstance(state, tuple) else pick(state, [b])
@@ -255,14 +255,14 @@ class Seq2Seq(nn.Module):
             mask_n = None if mask is None else mask[rows]
             y_prev = np.array([bm[0][-1] if bm[0] else self.bos_index for bm in beams])
             logits, new_state, alpha = self.decode_step(y_prev, state, keys_n, mask_n, mem_n)
-            logp = F.log_softmax(logits, dim=-1).data
+            logp = F.log_softmax(logits, dim=-1).numpy()
             total = np.array([bm[1] for bm in beams])[:, None] + logp  # (n, V)
             order = np.argsort(-total, axis=None, kind="stable")
             survivors, keep = [], []
             for flat in order:
                 i, tok = divmod(int(flat), logp.shape[1])
                 tokens = beams[i][0] + [tok]
-                attn = beams[i][2] + [alpha.data[i]]
+                attn = beams[i][2] + [alpha.numpy()[i]]
                 if tok == self.eos_index:
                     finished.append((tokens, float(total[i, tok]), attn))
                 else:

@@ -72,7 +72,7 @@ def batchify(data, batch_size):
     continue each column where the previous chunk stopped (what carrying the state assumes).
     The remainder that does not fill a row is dropped.
     """
-    arr = np.asarray(data.data if isinstance(data, mg.Tensor) else data)
+    arr = np.asarray(data.numpy() if isinstance(data, mg.Tensor) else data)
     if arr.ndim != 1:
         raise ValueError(f"batchify: expected a 1-D stream, got shape {arr.shape}")
     rows = arr.shape[0] // batch_size

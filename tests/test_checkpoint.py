@@ -34,7 +34,7 @@ def test_checkpointed_gradients_equal_plain_ones(default_float64):
     for every in (False, True):
         W.grad = x.grad = None
         _loss(x, W, every).backward()
-        grads.append((W.grad.copy(), x.grad.copy()))
+        grads.append((W.grad.numpy().copy(), x.grad.numpy().copy()))
     # Equal up to the order of floating-point summation across segments.
     np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-13)

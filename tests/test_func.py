@@ -88,7 +88,7 @@ def test_no_side_effects_on_grads_and_hooks():
     """A parameter fn reads keeps its .grad; its hooks do not run; the input's .grad is
     untouched (the gradient is with respect to a fresh copy)."""
     w = mg.tensor(W, requires_grad=True)
-    w.grad = np.full(W.shape, 7.0)
+    w.grad = mg.tensor(np.full(W.shape, 7.0))
     calls = []
     w.register_hook(lambda g: calls.append(1))
     x = mg.tensor(X, requires_grad=True)

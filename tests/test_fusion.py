@@ -77,7 +77,7 @@ def evaluate(fn, tensors, extra=()):
     """fn(*tensors, *extra): (output tensors, copies of the tensors' gradients)."""
     outs = as_list(fn(*tensors, *extra))
     weighted_loss(outs).backward()
-    return outs, [None if t.grad is None else t.grad.copy() for t in tensors]
+    return outs, [None if t.grad is None else t.grad.numpy().copy() for t in tensors]
 
 
 def assert_all_close(actual, expected, rtol, what):
@@ -557,10 +557,10 @@ def test_captured_parameters_are_read_by_reference():
     def check(what):
         W.grad = bias.grad = None
         outs, grads = evaluate(f, leaves([gi, h, c]))
-        fused = [o.data for o in outs] + grads + [W.grad.copy(), bias.grad.copy()]
+        fused = [o.data for o in outs] + grads + [W.grad.numpy().copy(), bias.grad.numpy().copy()]
         W.grad = bias.grad = None
         outs, grads = evaluate(step, leaves([gi, h, c]))
-        ref = [o.data for o in outs] + grads + [W.grad.copy(), bias.grad.copy()]
+        ref = [o.data for o in outs] + grads + [W.grad.numpy().copy(), bias.grad.numpy().copy()]
         assert_all_close(fused, ref, 1e-12, what)
         return fused
 
@@ -568,7 +568,7 @@ def test_captured_parameters_are_read_by_reference():
     W.data *= 0.5  # in place
     after = check("after an in-place update")
     assert not np.allclose(before[0], after[0])
-    bias.data = rng.uniform(-1, 1, bias.shape)  # a new array of the same shape
+    bias.data = mg.from_numpy(rng.uniform(-1, 1, bias.shape))  # a new array of the same shape
     newest = check("after assigning .data")
     assert not np.allclose(after[0], newest[0])
     assert len(f.plans) == 1
@@ -596,7 +596,7 @@ def test_retain_graph_allows_a_second_backward():
     xs = leaves(cell_arrays("lstm", np.random.default_rng(11)))
     loss = weighted_loss(as_list(f(*xs)))
     loss.backward(retain_graph=True)
-    once = [x.grad.copy() for x in xs]
+    once = [x.grad.numpy().copy() for x in xs]
     loss.backward()
     for x, g in zip(xs, once, strict=True):
         np.testing.assert_allclose(x.grad, 2 * g, rtol=1e-14, atol=0)
@@ -678,12 +678,12 @@ def test_empty_batch_and_non_contiguous_arguments():
 
     def run(step):
         ts = leaves([gi, wide, c, w, b])
-        ts[0].data = np.asfortranarray(ts[0].data)  # column-major
-        assert not ts[0].data.flags.c_contiguous
+        ts[0].data = mg.from_numpy(np.asfortranarray(ts[0].numpy()))  # column-major
+        assert not ts[0].numpy().flags.c_contiguous
 
         def strided(gi, wide, c, w, b):
             h = wide[:, ::2]  # a strided view, made outside the fused function
-            assert not h.data.flags.c_contiguous
+            assert not h.numpy().flags.c_contiguous
             return step(gi, h, c, w, b)
 
         outs, grads = evaluate(strided, ts)
@@ -751,7 +751,7 @@ def test_a_captured_tensor_that_changed_shape():
 
     f = mg.fuse(step)
     f(*leaves([gi, h, c]))
-    bias.data = np.zeros(4 * H + 1)
+    bias.data = mg.from_numpy(np.zeros(4 * H + 1))
     with pytest.raises(RuntimeError, match=r"mg\.fuse\(.*step\).*changed shape.*\(12,\).*\(13,\)"):
         f(*leaves([gi, h, c]))
 
@@ -791,7 +791,7 @@ def _layer_run(layer, x, h0, lengths):
     states = list(state) if isinstance(state, tuple) else [state]
     n_fused = len(fused_names(out))
     weighted_loss([out, *states]).backward()
-    grads = [p.grad.copy() for p in layer.parameters()] + [xt.grad]
+    grads = [p.grad.numpy().copy() for p in layer.parameters()] + [xt.grad]
     grads += [] if h0t is None else [t.grad for t in h0t]
     for p in layer.parameters():
         p.grad = None

@@ -86,7 +86,7 @@ def run(results, tensors):
         term = (r * mg.tensor(w)).sum()
         loss = term if loss is None else loss + term
     loss.backward()
-    return [r.data.copy() for r in results], [t.grad.copy() for t in tensors]
+    return [r.numpy().copy() for r in results], [t.grad.numpy().copy() for t in tensors]
 
 
 def close(a, b, rtol):
@@ -213,7 +213,7 @@ def test_retain_graph_keeps_the_steps_for_a_second_backward():
     out = fused.scan(xs, state, w)[0]
     loss = (out * out).sum()
     loss.backward(retain_graph=True)
-    first = [xs.grad.copy(), w.grad.copy()]
+    first = [xs.grad.numpy().copy(), w.grad.numpy().copy()]
     loss.backward()  # the steps' records were kept: the same gradients again
     np.testing.assert_allclose(xs.grad, 2 * first[0], rtol=1e-12)
     np.testing.assert_allclose(w.grad, 2 * first[1], rtol=1e-12)
@@ -273,7 +273,7 @@ def test_a_captured_tensor_that_changed_shape_is_refused():
     fused.scan(xs, state, w)
     kept = PEEP.data
     try:
-        PEEP.data = np.zeros(H + 1)
+        PEEP.data = mg.from_numpy(np.zeros(H + 1))
         with pytest.raises(RuntimeError, match="captured changed shape from"):
             fused.scan(xs, state, w)
     finally:

@@ -87,7 +87,7 @@ def run_minigrad(problem, settings, steps=STEPS, opt=None, params=None):
         return loss
 
     returned = [float(opt.step(closure)) for _ in range(steps)]
-    return returned, seen, [p.data.copy() for p in params], opt
+    return returned, seen, [p.numpy().copy() for p in params], opt
 
 
 def run_torch(problem, settings, steps=STEPS):

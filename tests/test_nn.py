@@ -240,7 +240,7 @@ def test_linear_init_and_forward():
     assert m.weight.shape == (300, 400) and m.bias.shape == (300,)
     for p in (m.weight, m.bias):
         assert np.abs(p.data).max() <= bound and np.abs(p.data).max() > 0.95 * bound
-    assert abs(m.weight.data.std() - bound / math.sqrt(3)) < 0.01 * bound
+    assert abs(m.weight.numpy().std() - bound / math.sqrt(3)) < 0.01 * bound
     x = np.ones((2, 5, 400), np.float32)
     np.testing.assert_allclose(m(x).data, x @ m.weight.data.T + m.bias.data, atol=1e-5)
 
@@ -249,7 +249,7 @@ def test_embedding_layer():
     mg.manual_seed(0)
     e = nn.Embedding(1000, 50, padding_idx=-1)
     assert e.padding_idx == 999 and np.all(e.weight.data[999] == 0)
-    assert abs(e.weight.data.std() - 1) < 0.02 and abs(e.weight.data.mean()) < 0.02
+    assert abs(e.weight.numpy().std() - 1) < 0.02 and abs(e.weight.data.mean()) < 0.02
     out = e(mg.tensor([[3, 999, 3]]))
     assert out.shape == (1, 3, 50)
     out.sum().backward()
@@ -311,18 +311,18 @@ def test_linear_with_zero_features_is_an_empty_product(sizes):
     features an empty (..., 0) result; gradients have the parameters' shapes."""
     n_in, n_out = sizes
     layer = nn.Linear(n_in, n_out)
-    assert n_in > 0 or not layer.bias.data.any()  # its bound 1/sqrt(in_features) is 0
+    assert n_in > 0 or not layer.bias.numpy().any()  # its bound 1/sqrt(in_features) is 0
     layer.bias.data[...] = np.arange(n_out)
     x = mg.tensor(np.ones((2, 5, n_in), np.float32), requires_grad=True)
     y = layer(x)
     assert y.shape == (2, 5, n_out) and y.dtype == np.float32
     np.testing.assert_array_equal(y.data, np.broadcast_to(np.arange(n_out), (2, 5, n_out)))
     (y * 2).sum().backward()
-    assert x.grad.shape == x.shape and not x.grad.any()
+    assert x.grad.shape == x.shape and not x.grad.numpy().any()
     assert layer.weight.grad.shape == (n_out, n_in)
     np.testing.assert_array_equal(layer.bias.grad, np.full(n_out, 20.0))
     unbatched = nn.Linear(n_in, n_out, bias=False)(np.zeros(n_in, np.float32))
-    assert unbatched.shape == (n_out,) and not unbatched.data.any()
+    assert unbatched.shape == (n_out,) and not unbatched.numpy().any()
 
 
 # ----- init ---------------------------------------------------------------------------------------
@@ -345,11 +345,11 @@ def test_init_distributions():
     bound = 2.0 * math.sqrt(6 / (fan_in + fan_out))
     assert np.abs(w.data).max() <= bound and np.abs(w.data).max() > 0.99 * bound
     init.xavier_normal_(w)
-    assert w.data.std() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
+    assert w.numpy().std() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
     init.kaiming_uniform_(w, a=math.sqrt(5))  # what PyTorch's Linear uses: bound 1/sqrt(fan_in)
     assert np.abs(w.data).max() == pytest.approx(1 / math.sqrt(fan_in), rel=0.01)
     init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
-    assert w.data.std() == pytest.approx(math.sqrt(2 / fan_out), rel=0.02)
+    assert w.numpy().std() == pytest.approx(math.sqrt(2 / fan_out), rel=0.02)
     init.normal_(w, 1.0, 0.5)
     assert w.data.mean() == pytest.approx(1.0, abs=0.01) and w.dtype == np.float32
     init.uniform_(w, -3, -2)
@@ -374,7 +374,7 @@ def test_init_orthogonal_and_eye():
 
 def test_init_is_reproducible_with_manual_seed():
     mg.manual_seed(42)
-    a = nn.Linear(3, 3).weight.data.copy()
+    a = nn.Linear(3, 3).weight.numpy().copy()
     mg.manual_seed(42)
     np.testing.assert_array_equal(a, nn.Linear(3, 3).weight.data)
 
@@ -384,7 +384,7 @@ def _params_with_grads(grads):
     ps = []
     for g in grads:
         p = nn.Parameter(np.zeros(g.shape))
-        p.grad = np.array(g, dtype=np.float32)
+        p.grad = mg.from_numpy(np.array(g, dtype=np.float32))
         ps.append(p)
     return ps
 
@@ -405,7 +405,7 @@ def test_clip_grad_norm_matches_formula(norm_type, max_norm):
     scale = min(1.0, max_norm / (total + 1e-6))
     for p, g in zip(params, grads, strict=False):
         np.testing.assert_allclose(p.grad, np.float32(g) * scale, rtol=1e-6)
-    clipped = np.concatenate([p.grad.ravel() for p in params[:3]]).astype(np.float64)
+    clipped = np.concatenate([p.grad.numpy().ravel() for p in params[:3]]).astype(np.float64)
     norm_after = np.abs(clipped).max() if norm_type == math.inf else np.sum(
         np.abs(clipped) ** norm_type) ** (1 / norm_type)  # fmt: skip
     assert norm_after <= max_norm * (1 + 1e-5)
@@ -438,8 +438,8 @@ def test_clip_grad_norm_nan_total_makes_every_gradient_nan(norm_type):
 
 
 def test_clip_grad_norm_float64_sum_past_float64_range_is_inf():
-    p = nn.Parameter(np.zeros(2))
-    p.grad = np.array([1e200, 1e200])  # squares overflow float64; math.fsum would raise
+    p = nn.Parameter(mg.zeros(2, dtype=mg.float64))
+    p.grad = mg.tensor([1e200, 1e200], dtype=mg.float64)  # squares overflow; fsum would raise
     assert clip_grad_norm_([p], 1.0) == math.inf
     np.testing.assert_array_equal(p.grad, [0.0, 0.0])
 

@@ -31,7 +31,7 @@ def run_minigrad(make_opt):
     opt = make_opt(params)
     for step in range(STEPS):
         for p in params:
-            p.grad = grad_fn(p.data, step)
+            p.grad = mg.from_numpy(grad_fn(p.numpy(), step))
         opt.step()
     return [p.data for p in params], opt
 
@@ -195,7 +195,7 @@ def test_param_groups_have_their_own_hyperparameters():
     opt = optim.SGD([{"params": [a]}, {"params": b, "lr": 0.5}], lr=0.1, momentum=0.0)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
     assert opt.param_groups[1]["momentum"] == 0.0
-    a.grad, b.grad = np.ones(2, np.float32), np.ones(2, np.float32)
+    a.grad, b.grad = mg.ones(2), mg.ones(2)
     opt.step()
     np.testing.assert_allclose(a.data, 0.9)
     np.testing.assert_allclose(b.data, 0.5)
@@ -204,7 +204,7 @@ def test_param_groups_have_their_own_hyperparameters():
 def test_zero_grad_and_parameters_without_gradient():
     a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
     opt = optim.Adam([a, b], lr=0.1)
-    a.grad = np.ones(2, np.float32)
+    a.grad = mg.ones(2)
     opt.step()  # b has no gradient: skipped, and gets no state
     assert np.all(b.data == 1) and b not in opt.state and a in opt.state
     assert a.dtype == np.float32 and opt.state[a]["exp_avg"].dtype == np.float32
@@ -246,7 +246,7 @@ def test_state_dict_resumes_exactly(make, tmp_path):
     def steps(opt, ps, start, stop):
         for step in range(start, stop):
             for p in ps:
-                p.grad = grad_fn(p.data, step)
+                p.grad = mg.from_numpy(grad_fn(p.numpy(), step))
             opt.step()
 
     straight = params()
@@ -271,7 +271,7 @@ def test_state_dict_resumes_exactly(make, tmp_path):
 def test_state_dict_layout_and_mismatch_errors():
     a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(3))
     opt = optim.SGD([a, b], lr=0.1, momentum=0.9)
-    a.grad = np.ones(2, np.float32)
+    a.grad = mg.ones(2)
     opt.step()
     sd = opt.state_dict()
     assert list(sd["state"]) == [0] and list(sd["state"][0]) == ["momentum_buffer"]
@@ -285,7 +285,7 @@ def test_state_dict_layout_and_mismatch_errors():
 def _adam_with_state():
     a, b = nn.Parameter(np.ones((2, 3), np.float32)), nn.Parameter(np.ones(4, np.float32))
     opt = optim.Adam([{"params": [a]}, {"params": [b], "lr": 0.5}], amsgrad=True)
-    a.grad, b.grad = np.full((2, 3), 0.5, np.float32), np.full(4, -2.0, np.float32)
+    a.grad, b.grad = mg.full((2, 3), 0.5), mg.full((4,), -2.0)
     opt.step()
     return opt, a, b
 
@@ -368,7 +368,7 @@ def test_load_state_dict_casts_float_moments_to_the_parameters_dtype():
     opt2.load_state_dict(sd)
     for p in (a2, b2):
         assert all(opt2.state[p][k].dtype == np.float32 for k in ("exp_avg", "exp_avg_sq"))
-    a2.grad, b2.grad = np.ones((2, 3), np.float32), np.ones(4, np.float32)
+    a2.grad, b2.grad = mg.ones(2, 3), mg.ones(4)
     opt2.step()
     assert a2.data.dtype == np.float32 and np.isfinite(b2.data).all()
 

@@ -26,7 +26,7 @@ def _data(seed=1, steps=T):
 
 
 def _grads(*modules):
-    return [p.grad.copy() for m in modules for p in m.parameters()]
+    return [p.grad.numpy().copy() for m in modules for p in m.parameters()]
 
 
 def _zero(*modules):

@@ -98,7 +98,7 @@ def test_narrow_t_bmm_contiguous_argmax_equal_pytorchs():
     with pytest.raises(ValueError, match="bmm"):
         a.bmm(mg.ones(4, 5))
     tr = x.T
-    assert not tr.data.flags.c_contiguous and tr.contiguous().data.flags.c_contiguous
+    assert not tr.numpy().flags.c_contiguous and tr.contiguous().numpy().flags.c_contiguous
     for kw in ({"dim": 0}, {"dim": 1, "keepdim": True}, {}):
         np.testing.assert_array_equal(x.argmax(**kw).data, xt.argmax(**kw).numpy())
         np.testing.assert_array_equal(x.argmin(**kw).data, xt.argmin(**kw).numpy())
@@ -107,6 +107,6 @@ def test_narrow_t_bmm_contiguous_argmax_equal_pytorchs():
 def test_clone_and_requires_grad_are_pytorchs():
     x = mg.ones(3).requires_grad_()
     y = x.clone()
-    assert y.data is not x.data and y.requires_grad
+    assert y.numpy() is not x.numpy() and y.requires_grad
     (y * 2).sum().backward()
     np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])

@@ -185,6 +185,10 @@ def test_cuda_says_there_is_none():
     for call in (mg.cuda.current_device, mg.cuda.get_device_name, lambda: mg.cuda.set_device(0)):
         with pytest.raises(RuntimeError, match="minigrad runs on the CPU"):
             call()
+    model = mg.nn.Linear(2, 2)
+    assert model.cpu() is model
+    with pytest.raises(RuntimeError, match=r"Linear.cuda: device 'cuda' is not available.*'cpu'"):
+        model.cuda()  # at the line that asks for the GPU, not an AttributeError
 
 
 def test_default_device_is_the_cpu_only():

@@ -1,4 +1,4 @@
-"""Collectives over all ranks on NumPy arrays (or a Tensor's data), named as in
+"""Collectives over all ranks on NumPy arrays or tensors (in their memory), named as in
 torch.distributed: barrier, all_reduce, broadcast, all_gather, and all_gather_rows for
 arrays whose first dimension differs between ranks.
 
@@ -23,7 +23,7 @@ _OPS = ("sum", "mean", "max", "min")
 
 def _buffer(array):
     """The contiguous NumPy array to hand to MPI, and the array to copy the result back to."""
-    target = getattr(array, "data", array) if not isinstance(array, np.ndarray) else array
+    target = getattr(array, "_data", array) if not isinstance(array, np.ndarray) else array
     if not isinstance(target, np.ndarray):
         target = np.array(target)
     if target.dtype.hasobject:
@@ -104,7 +104,7 @@ def barrier() -> None:
 def all_reduce(array, op: str = "sum"):
     """Reduce `array` over all ranks with op ('sum', 'mean', 'max', 'min').
 
-    A NumPy array (or a Tensor's data) is reduced in place and returned; anything else
+    A NumPy array or a tensor is reduced in place (in its memory) and returned; anything else
     (a Python number, a list) is converted to a new array, which is returned.
     """
     if op not in _OPS:

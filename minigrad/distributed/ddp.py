@@ -62,9 +62,9 @@ class _Bucket:
 
     def __init__(self, params):
         self.params = params
-        self.sizes = [p.data.size for p in params]
+        self.sizes = [p._data.size for p in params]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
-        self.flat = np.empty(int(self.offsets[-1]), params[0].data.dtype)
+        self.flat = np.empty(int(self.offsets[-1]), params[0]._data.dtype)
         self.request = None
 
     @property
@@ -76,18 +76,18 @@ class _Bucket:
             if p.grad is None:
                 self.flat[lo:hi] = 0  # no gradient on this rank in this pass
             else:
-                self.flat[lo:hi] = p.grad.reshape(-1)
+                self.flat[lo:hi] = p.grad._data.reshape(-1)
         self.request = comm.Iallreduce(MPI.IN_PLACE, self.flat, MPI.SUM)
 
     def unpack(self, scale) -> None:
         if scale != 1:
             self.flat *= scale
         for p, lo, hi in zip(self.params, self.offsets[:-1], self.offsets[1:], strict=True):
-            view = self.flat[lo:hi].reshape(p.data.shape)
+            view = self.flat[lo:hi].reshape(p._data.shape)
             if p.grad is None:
-                p.grad = view.copy()
+                p.grad = Tensor._wrap(view.copy())
             else:
-                np.copyto(p.grad, view)
+                np.copyto(p.grad._data, view)
         self.request = None
 
 
@@ -95,11 +95,11 @@ def _make_buckets(params, cap_bytes):
     """Consecutive parameters of one dtype, up to cap_bytes per bucket (at least one each)."""
     buckets, current, size = [], [], 0
     for p in params:
-        if current and (size + p.data.nbytes > cap_bytes or p.data.dtype != current[0].dtype):
+        if current and (size + p._data.nbytes > cap_bytes or p._data.dtype != current[0].dtype):
             buckets.append(_Bucket(current))
             current, size = [], 0
         current.append(p)
-        size += p.data.nbytes
+        size += p._data.nbytes
     if current:
         buckets.append(_Bucket(current))
     return buckets

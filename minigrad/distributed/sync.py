@@ -40,10 +40,10 @@ def _layout(named, placement) -> np.ndarray:
     where the gradient sits in the buckets: all that decides the buckets."""
     table = np.full((len(named), 3 + _MAX_DIMS + _EXTRA), -1, np.int64)
     for i, (name, t) in enumerate(named):
-        shape = t.data.shape
+        shape = t._data.shape
         if len(shape) > _MAX_DIMS:
             raise ValueError(f"parameter {name!r} has {len(shape)} dims; at most {_MAX_DIMS}")
-        table[i, :3] = (_name_code(name), _name_code(t.data.dtype.str), len(shape))
+        table[i, :3] = (_name_code(name), _name_code(t._data.dtype.str), len(shape))
         table[i, 3 : 3 + len(shape)] = shape
         if placement is not None:
             table[i, -3] = bool(t.requires_grad)
@@ -103,7 +103,7 @@ def broadcast_parameters(module, src: int = 0) -> None:
     """Overwrite every rank's parameters and buffers with rank `src`'s (same layout needed:
     call check_same_layout first if unsure)."""
     for _, t in _tensors(module):
-        c.broadcast(t.data, src)
+        c.broadcast(t._data, src)
 
 
 def parameter_digest(module) -> bytes:
@@ -111,7 +111,7 @@ def parameter_digest(module) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     for name, t in _tensors(module):
         h.update(name.encode())
-        h.update(np.ascontiguousarray(t.data).tobytes())
+        h.update(np.ascontiguousarray(t._data).tobytes())
     return h.digest()
 
 

@@ -112,7 +112,7 @@ class Fused:
         stand_ins = {}
         for t in flat:
             if id(t) not in stand_ins:
-                s = stand_ins[id(t)] = _Tensor._wrap(t.data)
+                s = stand_ins[id(t)] = _Tensor._wrap(t._data)
                 s._requires_grad = t._requires_grad
         records, rng = [], _random.generator().bit_generator
         rng_state = rng.state
@@ -142,7 +142,7 @@ def _flatten(args, flat, key) -> None:
             key.append(len(obj))
             _flatten(obj, flat, key)
         elif kind is _Tensor or isinstance(obj, _Tensor):  # parameters too
-            data = obj.data
+            data = obj._data
             flat.append(obj)
             key.append((data.shape, data.dtype))
         else:

@@ -87,7 +87,7 @@ def _arithmetic(cls) -> bool:
 def read(trace: Trace, s: int, shape, dtype, window=None) -> Read | None:
     """How a group of this shape reads slot s, or None if it cannot. With a window (a column),
     it reads the slice of s starting there: it is recomputing a wider op slice by slice."""
-    t = trace.values[s].data
+    t = trace.values[s]._data
     if t.dtype != dtype or t.ndim > len(shape):
         return None
     if window is None and s in trace.views:

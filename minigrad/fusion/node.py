@@ -59,7 +59,7 @@ class FusedKernel:
         R, C = self.R, self.C
         self.leaf_shapes = [values[s].shape for s in self.leaf_slots]
         self.loop_shapes = loop_shapes = [
-            (R, C) if kind == "full" else (R, width) if kind == "view" else (values[s].data.size,)
+            (R, C) if kind == "full" else (R, width) if kind == "view" else (values[s]._data.size,)
             for kind, s, width in leaves
         ]
         self.loop_sizes = [int(np.prod(shape, dtype=np.int64)) for shape in loop_shapes]

@@ -153,10 +153,10 @@ class Plan:
         env = self.template[:]
         env[: self.n_args] = flat
         for _, t, shape in self.externals:
-            if t.data.shape != shape:
+            if t._data.shape != shape:
                 raise RuntimeError(
                     f"mg.fuse({self.name}): a tensor the function captured changed shape from "
-                    f"{shape} to {t.data.shape} since it was traced"
+                    f"{shape} to {t._data.shape} since it was traced"
                 )
         for step, done in zip(self.steps, self.frees, strict=True):
             y = step.cls.apply(*[env[i] for i in step.ins], **step.kwargs)

@@ -51,9 +51,9 @@ def reason(plan, n_states: int) -> str | None:
     trace = plan.trace
     if plan.out_type is None or len(plan.out_slots) != n_states:
         return f"the step returns {len(plan.out_slots)} value(s), not a state of {n_states}"
-    first = trace.values[1].data
+    first = trace.values[1]._data
     for s in list(range(1, 1 + n_states)) + plan.out_slots:
-        t = trace.values[s].data
+        t = trace.values[s]._data
         if t.shape != first.shape or t.dtype != first.dtype:
             return (
                 f"its states differ in shape or dtype ({t.shape} {t.dtype} against "
@@ -71,7 +71,7 @@ class _Program:
         trace = plan.trace
         self.plan, self.steps, self.n_states = plan, plan.steps, n_states
         self.out_slots = plan.out_slots
-        self.shapes = [t.data.shape for t in trace.values]
+        self.shapes = [t._data.shape for t in trace.values]
         self.captured = [s for s, _, _ in plan.externals]
         # requires: whether x, each state, each other argument, each captured tensor needs a
         # gradient (empty without grad mode)
@@ -155,10 +155,10 @@ def _program(plan, n_states: int, requires: tuple) -> _Program:
 
 def _prepare(step, xs, state, extra, fused: bool):
     """The step's plan for these arguments (traced if new) and its tensor arguments."""
-    x0 = _Tensor._wrap(xs.data[0])
+    x0 = _Tensor._wrap(xs._data[0])
     x0._requires_grad = xs._requires_grad
     # Distinct stand-ins: the layers pass one zeros tensor as both h0 and c0.
-    states = tuple(_Tensor._wrap(s.data) for s in state)
+    states = tuple(_Tensor._wrap(s._data) for s in state)
     args = (x0, states, extra) if extra is not None else (x0, states)
     return step._plan(args, fused)
 
@@ -200,10 +200,10 @@ def scan(step, xs, state, extra, reverse: bool = False, masks=None, fused: bool 
     inputs = [xs, *state, *flat[1 + S :]]
     captured = [t for _, t, _ in plan.externals]
     for _, t, shape in plan.externals:  # the kernels index them without bounds checks
-        if t.data.shape != shape:
+        if t._data.shape != shape:
             raise RuntimeError(
                 f"mg.fuse({plan.name}): a tensor the function captured changed shape from "
-                f"{shape} to {t.data.shape} since it was traced"
+                f"{shape} to {t._data.shape} since it was traced"
             )
     requires = ()
     if autograd.is_grad_enabled():

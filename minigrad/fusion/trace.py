@@ -81,7 +81,7 @@ class Trace:
         return "\n".join(lines)
 
     def describe(self, s: int) -> str:
-        t = self.values[s].data
+        t = self.values[s]._data
         return f"s{s} {t.shape} {t.dtype}"
 
 

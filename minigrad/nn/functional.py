@@ -22,7 +22,7 @@ def _float_input(fn, x):
 
 
 def _array(x):
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    return x._data if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _check_reduction(fn, reduction):

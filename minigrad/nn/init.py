@@ -17,7 +17,7 @@ from ..tensor import Tensor
 def _fill(tensor, values):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init: expected a Tensor, got {type(tensor).__name__}")
-    tensor.data[...] = values  # in place: the dtype and any aliases are kept
+    tensor._data[...] = values  # in place: the dtype and any aliases are kept
     bump_version(tensor)
     return tensor
 
@@ -116,7 +116,7 @@ def orthogonal_(tensor, gain: float = 1.0):
     if tensor.ndim < 2:
         raise ValueError(f"orthogonal_: expected at least 2 dims, got shape {tensor.shape}")
     rows = tensor.shape[0]
-    cols = tensor.data.size // rows
+    cols = tensor._data.size // rows
     flat = _random.generator().standard_normal((rows, cols))
     if rows < cols:
         flat = flat.T

@@ -91,15 +91,15 @@ class Embedding(Module):
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight._data[self.padding_idx] = 0
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None):
-        data = embeddings.data if hasattr(embeddings, "data") else np.asarray(embeddings)
+        data = np.asarray(embeddings)  # a tensor or an array
         if data.ndim != 2:
             raise ValueError(f"Embedding.from_pretrained: expected 2-D weights, got {data.shape}")
         emb = cls(data.shape[0], data.shape[1], padding_idx=padding_idx)
-        emb.weight.data[...] = data
+        emb.weight._data[...] = data
         emb.weight.requires_grad = not freeze
         return emb
 

@@ -29,7 +29,7 @@ class Parameter(Tensor):
         if data is None:
             data = np.empty(0, dtypes.get_default_dtype())
         if isinstance(data, Tensor):
-            data = data.data.copy()
+            data = data._data.copy()
         else:
             data = np.array(data, dtype=dtypes.get_default_dtype())
         super().__init__(data, requires_grad=requires_grad)
@@ -206,7 +206,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad[...] = 0
+                p._grad._data[...] = 0
 
     def requires_grad_(self, requires_grad: bool = True):
         for p in self.parameters():
@@ -227,9 +227,9 @@ class Module:
             raise TypeError(f"to: modules can only be cast to a float dtype, got {dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
             if t.dtype.kind == "f":
-                t.data = t.data.astype(dtype)
-                if t.grad is not None:
-                    t.grad = t.grad.astype(dtype)
+                t._data = t._data.astype(dtype)
+                if t._grad is not None:
+                    t._grad = Tensor._wrap(t._grad._data.astype(dtype))
         return self
 
     def double(self):
@@ -240,6 +240,10 @@ class Module:
 
     def cpu(self):
         return self
+
+    def cuda(self, device=None):
+        """PyTorch's model.cuda(): an error saying that the CPU is the only device."""
+        check_device("cuda" if device is None else device, f"{type(self).__name__}.cuda")
 
     # ----- state --------------------------------------------------------------------------------
     def _state_tensors(self, prefix=""):
@@ -257,7 +261,7 @@ class Module:
 
     def state_dict(self):
         """OrderedDict of dotted name -> a copy of the array (parameters, then buffers)."""
-        return OrderedDict((name, t.data.copy()) for name, t in self._state_tensors())
+        return OrderedDict((name, t._data.copy()) for name, t in self._state_tensors())
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays (NumPy arrays or Tensors) into the parameters and buffers, by name.
@@ -275,7 +279,7 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+            arr = value._data if isinstance(value, Tensor) else np.asarray(value)
             if arr.dtype.kind not in "biuf":
                 problems.append(f"  {name}: cannot load an array of dtype {arr.dtype}")
             elif arr.shape != t.shape:
@@ -291,7 +295,7 @@ class Module:
                 f"load_state_dict for {type(self).__name__} failed:\n" + "\n".join(problems)
             )
         for name, arr in values.items():
-            np.copyto(own[name].data, arr, casting="unsafe")
+            np.copyto(own[name]._data, arr, casting="unsafe")
             bump_version(own[name])
         return IncompatibleKeys(missing, unexpected)
 

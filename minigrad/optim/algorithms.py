@@ -43,7 +43,7 @@ class SGD(Optimizer):
         if group["maximize"]:
             g = -g
         if wd:
-            g = g + wd * p.data
+            g = g + wd * p._data
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -52,7 +52,7 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += (1 - group["dampening"]) * g
             g = g + momentum * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+        p._data -= group["lr"] * g
 
 
 class Adam(Optimizer):
@@ -93,18 +93,18 @@ class Adam(Optimizer):
         b1, b2 = group["betas"]
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(p._data)
+            state["exp_avg_sq"] = np.zeros_like(p._data)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                state["max_exp_avg_sq"] = np.zeros_like(p._data)
         state["step"] += 1
         t = state["step"]
         if group["maximize"]:
             g = -g
         if wd and self.decoupled:
-            p.data *= 1 - lr * wd  # AdamW: decay the weights directly, outside the moments
+            p._data *= 1 - lr * wd  # AdamW: decay the weights directly, outside the moments
         elif wd:
-            g = g + wd * p.data
+            g = g + wd * p._data
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= b1
         m += (1 - b1) * g
@@ -113,7 +113,7 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
         denom = np.sqrt(v) / np.sqrt(1 - b2**t) + eps
-        p.data -= (lr / (1 - b1**t)) * m / denom
+        p._data -= (lr / (1 - b1**t)) * m / denom
 
 
 class AdamW(Adam):
@@ -173,16 +173,16 @@ class RMSprop(Optimizer):
         alpha, momentum, wd = group["alpha"], group["momentum"], group["weight_decay"]
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
+            state["square_avg"] = np.zeros_like(p._data)
             if momentum > 0:
-                state["momentum_buffer"] = np.zeros_like(p.data)
+                state["momentum_buffer"] = np.zeros_like(p._data)
             if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p.data)
+                state["grad_avg"] = np.zeros_like(p._data)
         state["step"] += 1
         if group["maximize"]:
             g = -g
         if wd:
-            g = g + wd * p.data
+            g = g + wd * p._data
         v = state["square_avg"]
         v *= alpha
         v += (1 - alpha) * (g * g)
@@ -198,9 +198,9 @@ class RMSprop(Optimizer):
             buf = state["momentum_buffer"]
             buf *= momentum
             buf += g / avg
-            p.data -= group["lr"] * buf
+            p._data -= group["lr"] * buf
         else:
-            p.data -= group["lr"] * (g / avg)
+            p._data -= group["lr"] * (g / avg)
 
 
 class Adagrad(Optimizer):
@@ -236,13 +236,13 @@ class Adagrad(Optimizer):
     def _update(self, p, g, state, group):
         if not state:
             state["step"] = 0
-            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+            state["sum"] = np.full_like(p._data, group["initial_accumulator_value"])
         state["step"] += 1
         if group["maximize"]:
             g = -g
         if group["weight_decay"]:
-            g = g + group["weight_decay"] * p.data
+            g = g + group["weight_decay"] * p._data
         lr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         s = state["sum"]
         s += g * g
-        p.data -= lr * (g / (np.sqrt(s) + group["eps"]))
+        p._data -= lr * (g / (np.sqrt(s) + group["eps"]))

@@ -153,27 +153,30 @@ class LBFGS(Optimizer):
 
     # ----- the parameters as one flat vector ----------------------------------------------------
     def _numel(self):
-        return sum(p.data.size for p in self._params)
+        return sum(p._data.size for p in self._params)
 
     def _gather_flat_grad(self):
         """All gradients in one new vector; a parameter without one contributes zeros."""
         ps = self._params
         return np.concatenate(
-            [np.zeros(p.data.size, p.dtype) if p.grad is None else p.grad.ravel() for p in ps]
+            [
+                np.zeros(p._data.size, p.dtype) if p.grad is None else p.grad._data.ravel()
+                for p in ps
+            ]
         )
 
     def _add_grad(self, t, d):
         """p <- p + t d, in place (version bumped: a graph that saved p must not use it)."""
         offset = 0
         for p in self._params:
-            n = p.data.size
-            p.data += t * d[offset : offset + n].reshape(p.data.shape)
+            n = p._data.size
+            p._data += t * d[offset : offset + n].reshape(p._data.shape)
             bump_version(p)
             offset += n
 
     def _set_params(self, xs):
         for p, x in zip(self._params, xs, strict=True):
-            p.data[...] = x
+            p._data[...] = x
             bump_version(p)
 
     def _evaluate(self, closure):
@@ -246,7 +249,7 @@ class LBFGS(Optimizer):
 
             ls_evals = 0
             if group["line_search_fn"] is not None:
-                x0 = [p.data.copy() for p in self._params]
+                x0 = [p._data.copy() for p in self._params]
 
                 def evaluate(step, x0=x0, d=d):
                     self._add_grad(step, d)
@@ -327,7 +330,7 @@ class LBFGS(Optimizer):
 def _vector(where, key, value, n, dtype):
     if value is None:
         return None
-    value = np.asarray(getattr(value, "data", value))
+    value = np.asarray(getattr(value, "_data", value))
     if value.shape != (n,) or value.dtype.kind != "f":
         raise ValueError(
             f"{where}: '{key}' must be a floating vector of the {n} parameter entries, got "
@@ -337,7 +340,7 @@ def _vector(where, key, value, n, dtype):
 
 
 def _number(where, key, value):
-    value = getattr(value, "data", value)
+    value = getattr(value, "_data", value)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if value is None and key in ("t", "H_diag", "prev_loss"):

@@ -2,7 +2,7 @@
 
 Subclasses write one method, `_update(p, grad, state, group)`, the update rule for one
 parameter; the base class walks the groups, skips parameters without a gradient and runs every
-update in place on `p.data` under no_grad.
+update in place on the parameter's array under no_grad.
 """
 
 import operator
@@ -61,7 +61,7 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad[...] = 0
+                    p._grad._data[...] = 0
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. `closure`, if given, recomputes
@@ -74,7 +74,7 @@ class Optimizer:
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        self._update(p, p.grad, self.state.setdefault(p, {}), group)
+                        self._update(p, p._grad._data, self.state.setdefault(p, {}), group)
                         bump_version(p)  # a graph that saved p before the step must not use it
         return loss
 
@@ -170,7 +170,7 @@ def _restore(where, p, key, value):
     """A copy of one state entry for parameter p. An array of p's shape is a moment: it must be
     floating and is cast to p's dtype, so the next step computes in p's dtype."""
     if isinstance(value, Tensor):
-        value = value.data
+        value = value._data
     if not isinstance(value, np.ndarray):
         return value  # a number (the step count) or whatever a subclass keeps
     if key == "step" or (value.ndim == 0 and p.ndim > 0):  # a count or scalar statistic

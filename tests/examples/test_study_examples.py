@@ -175,14 +175,14 @@ def test_probe_matches_reference_bptt_on_an_rnn():
     model = example.Probe("rnn", 2, 5)
     x, y = example.adding_batch(9, 4, rng)
     res = example.probe(model, x, y)
-    W = model.cell.weight_hh.data.astype(np.float64)
-    V = model.head.weight.data.astype(np.float64)
+    W = model.cell.weight_hh.numpy().astype(np.float64)
+    V = model.head.weight.numpy().astype(np.float64)
     hs, _ = load_reference().rnn_forward(
         x.astype(np.float64),
-        model.cell.weight_ih.data.astype(np.float64),
+        model.cell.weight_ih.numpy().astype(np.float64),
         W,
-        model.cell.bias_ih.data.astype(np.float64),
-        model.cell.bias_hh.data.astype(np.float64),
+        model.cell.bias_ih.numpy().astype(np.float64),
+        model.cell.bias_hh.numpy().astype(np.float64),
     )
     pred = hs[-1] @ V.T + model.head.bias.data
     g = 2 * (pred - y) / len(y) @ V  # dL/dh_T for the mean squared error

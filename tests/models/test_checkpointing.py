@@ -17,7 +17,9 @@ def _grads(layer, x, lengths):
     out, state = layer(x, lengths=lengths)
     h_n = state[0] if isinstance(state, tuple) else state
     ((out * out).sum() + h_n.sum()).backward()
-    return [out.data.copy(), x.grad.copy()] + [p.grad.copy() for p in layer.parameters()]
+    return [out.numpy().copy(), x.grad.numpy().copy()] + [
+        p.grad.numpy().copy() for p in layer.parameters()
+    ]
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ def test_language_model_state_carries_across_calls(rng):
     assert whole.shape == (8, 3, V)
     bf = LanguageModel(V, E, H, num_layers=2, cell="gru", batch_first=True)
     bf.load_state_dict(lm.state_dict())
-    np.testing.assert_allclose(bf(tokens.T)[0].data, whole.data.transpose(1, 0, 2), atol=1e-14)
+    np.testing.assert_allclose(bf(tokens.T)[0].data, whole.numpy().transpose(1, 0, 2), atol=1e-14)
 
 
 def test_sampling_is_reproducible_and_respects_top_k(rng):

@@ -18,7 +18,7 @@ def gate(bias, k):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_forget_bias_sets_b_if_plus_b_hf_on_every_layer_and_direction(bidirectional):
     lstm = LSTM(3, H, num_layers=2, bidirectional=bidirectional)
-    before = {n: p.data.copy() for n, p in lstm.named_parameters()}
+    before = {n: p.numpy().copy() for n, p in lstm.named_parameters()}
     assert forget_bias_init_(lstm, 1.0) is lstm
     names = [n for n in before if n.startswith("bias_ih")]
     assert len(names) == 2 * (2 if bidirectional else 1)

@@ -127,7 +127,7 @@ def test_batch_first_is_a_transpose(kind, rng):
     x = rng.standard_normal((T, B, IN))
     out_tm, h_tm = tm(mg.tensor(x))
     out_bf, h_bf = bf(mg.tensor(x.transpose(1, 0, 2)))
-    np.testing.assert_array_equal(out_bf.data, out_tm.data.transpose(1, 0, 2))
+    np.testing.assert_array_equal(out_bf.data, out_tm.numpy().transpose(1, 0, 2))
     h_tm, h_bf = (h_tm, h_bf) if kind == "lstm" else ((h_tm,), (h_bf,))
     for a, b in zip(h_tm, h_bf, strict=True):  # batch_first does not apply to states
         np.testing.assert_array_equal(a.data, b.data)
@@ -221,7 +221,7 @@ def test_matches_torch_packed_sequences_when_available(kind, rng):
 def test_irnn_identity_recurrence_zero_biases(rng):
     irnn = IRNN(IN, H, input_std=0.001)
     np.testing.assert_array_equal(irnn.weight_hh_l0.data, np.eye(H))
-    assert not irnn.bias_ih_l0.data.any() and not irnn.bias_hh_l0.data.any()
+    assert not irnn.bias_ih_l0.numpy().any() and not irnn.bias_hh_l0.numpy().any()
     assert irnn.nonlinearity == "relu"
     assert np.abs(irnn.weight_ih_l0.data).max() < 0.01
     # With no input, h_t = relu(I h_{t-1}) = h_{t-1}: a non-negative state is remembered.

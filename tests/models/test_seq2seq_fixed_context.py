@@ -46,7 +46,7 @@ def test_the_source_reaches_the_decoder_only_through_the_summary(rng):
     keys, _, state = model.encode(src, LENGTHS)
     y_prev = np.full(B, model.bos_index)
     step_logits, _, alpha = model.decode_step(y_prev, state, keys, None)
-    other = keys.data.copy()
+    other = keys.numpy().copy()
     other[0, 0, 0] += 1.0  # another summary for sequence 0
     moved, _, _ = model.decode_step(y_prev, state, keys * 0 + other, None)
     assert not np.allclose(moved.data[0], step_logits.data[0])

@@ -24,7 +24,7 @@ def elman_step(net):
 
 
 def grads(module):
-    return {n: p.grad.copy() for n, p in module.named_parameters()}
+    return {n: p.grad.numpy().copy() for n, p in module.named_parameters()}
 
 
 @pytest.mark.parametrize("window", [T, T + 5])

@@ -47,7 +47,7 @@ def test_padded_batch_equals_each_sequence_alone(kind, bidirectional, rng):
     xt = mg.tensor(x, requires_grad=True)
     output, h_n = layer(xt, lengths=LENGTHS)
     weighted_loss(output, h_n, w_out, w_fin).backward()
-    batch_grads = {n: p.grad.copy() for n, p in layer.named_parameters()}
+    batch_grads = {n: p.grad.numpy().copy() for n, p in layer.named_parameters()}
 
     layer.zero_grad()
     for b, n in enumerate(LENGTHS):
@@ -82,7 +82,7 @@ def test_bidirectional_is_forward_plus_backward_on_reversed_sequences(kind, rng)
     for b, n in enumerate(LENGTHS):
         x_rev[:n, b] = x[:n, b][::-1]
     out_r, h_r = bwd(mg.tensor(x_rev), lengths=LENGTHS)
-    out_b = out_r.data.copy()
+    out_b = out_r.numpy().copy()
     for b, n in enumerate(LENGTHS):
         out_b[:n, b] = out_r.data[:n, b][::-1]
     np.testing.assert_allclose(out.data, np.concatenate([out_f.data, out_b], axis=2), atol=1e-13)

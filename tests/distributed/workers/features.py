@@ -68,6 +68,11 @@ for head in (heads.left, heads.right):  # one rank's 2 rows of ones, the other's
 v = np.array([1.0 + rank, -2.0 * rank])
 assert dist.all_reduce(v.copy(), op="sum").tolist() == [3.0, -2.0]
 assert dist.all_reduce(v.copy(), op="mean").tolist() == [1.5, -1.0]
+t = mg.tensor(v)  # a tensor (p.grad, say) is reduced in its own memory, as in torch.distributed
+dist.all_reduce(t)
+assert t.tolist() == [3.0, -2.0]
+dist.all_reduce(heads.left.bias.grad, op="mean")
+np.testing.assert_array_equal(heads.left.bias.grad, np.full(1, 2.0))  # the same on both ranks
 assert dist.all_reduce(v.copy(), op="max").tolist() == [2.0, 0.0]
 assert dist.all_reduce(v.copy(), op="min").tolist() == [1.0, -2.0]
 t = mg.tensor(np.full(3, float(rank)))

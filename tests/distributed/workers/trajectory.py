@@ -52,7 +52,7 @@ def make_optimizer(params):
 
 
 def params_of(model):
-    return {name: p.data.copy() for name, p in model.named_parameters()}
+    return {name: p.numpy().copy() for name, p in model.named_parameters()}
 
 
 # ----- the char-LM model on token streams ---------------------------------------------------------
