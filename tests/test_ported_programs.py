@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import minigrad
-
 PORTED = Path(__file__).resolve().parent / "ported"
 RTOL, ATOL = 1e-9, 1e-12
 # Printed durations differ between runs; everything else printed must match exactly.
@@ -266,17 +264,7 @@ def trained(losses, k):
     return np.mean(losses[-k:]) < np.mean(losses[:k])
 
 
-# Tensor.data and Tensor.grad are becoming tensors (as in PyTorch) instead of NumPy arrays; the
-# programs that call `p.data.add_(...)` or `out.data.topk(1)` need that, and until it is in the
-# engine they are expected to fail (strictly: a pass then means this marker is stale).
-DATA_IS_A_TENSOR = isinstance(minigrad.zeros(1).data, minigrad.Tensor)
-NEEDS_TENSOR_DATA = pytest.mark.xfail(
-    not DATA_IS_A_TENSOR, strict=True, reason="Tensor.data is still a NumPy array here"
-)
-
-
 # ----- the tests ----------------------------------------------------------------------------
-@NEEDS_TENSOR_DATA
 def test_word_language_model_trains_until_it_pickles_the_whole_model(tmp_path):
     """pytorch/examples word_language_model: a 2-layer LSTM language model. minigrad runs its
     first epoch (training with repackage_hidden, clip_grad_norm_ and the hand-written update
@@ -298,8 +286,8 @@ def test_word_language_model_trains_until_it_pickles_the_whole_model(tmp_path):
     "name, k",
     [
         ("time_sequence_prediction", 3),
-        pytest.param("seq2seq_translation", 10, marks=NEEDS_TENSOR_DATA),
-        pytest.param("char_rnn_classification", 50, marks=NEEDS_TENSOR_DATA),
+        ("seq2seq_translation", 10),
+        ("char_rnn_classification", 50),
         pytest.param(
             "char_rnn_generation",
             50,
