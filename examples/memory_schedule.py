@@ -4,7 +4,7 @@ the training loop of `memory_study.py` so that both stay short."""
 
 from common import markdown_table
 
-SETTINGS = ("rnn", "irnn", "irnn-sgd", "lstm", "lstm-b0", "lstm-chrono", "gru")
+SETTINGS = ("rnn", "irnn", "irnn-sgd", "lstm", "lstm-b0", "lstm-chrono", "gru", "rnn-orth")
 DEFAULT_SETTINGS = ["rnn", "irnn", "irnn-sgd", "lstm", "lstm-chrono", "gru"]
 LABELS = {
     "rnn": "tanh RNN",
@@ -14,6 +14,7 @@ LABELS = {
     "lstm-b0": "LSTM (PyTorch init)",
     "lstm-chrono": "LSTM (chrono)",
     "gru": "GRU",
+    "rnn-orth": "tanh RNN (orthogonal W_hh)",
 }
 CLAIM = {"rnn": 100, "lstm": 500, "gru": 1000}  # Huang's slides: "empirical feasible length"
 CELL_OF = {s: s.split("-")[0] for s in SETTINGS}  # whose claim applies (none for the IRNN)

@@ -17,6 +17,9 @@ Tasks (the generators of memory_tasks.py; a fixed held-out set of --test sequenc
 
 Settings (--settings; each one cell with its initialisation and optimiser):
   rnn          tanh RNN, PyTorch's U(-1/sqrt(H), 1/sqrt(H)) init, Adam (--lr), clip (--clip)
+  rnn-orth     the tanh RNN with an orthogonal W_hh (Saxe, McClelland & Ganguli 2014; the rest
+               PyTorch's init): every singular value 1, so a gradient is not shrunk by W_hh on
+               its way back, only by tanh's derivative (not in the default study)
   irnn         ReLU RNN with W_hh = I, b = 0, input weights N(0, 0.001^2) (Le et al. 2015), Adam
   irnn-sgd     the IRNN trained as Le et al. (2015) trained it: plain SGD with gradient
                clipping (--sgd-lr, --sgd-clip; they searched both per task)
@@ -40,10 +43,18 @@ reached. So the budget is spent where the answer is undecided: near each cell's 
 
 Writes to --out (default examples/results/memory_study/, memory_study-quick/ with --quick):
 runs/ (one JSON per finished run, checkpoints of unfinished ones), results.md, metrics.json,
-memory_study.png.
+memory_study.png, and study.json: the settings that define a run (hidden size, batch, learning
+rates, clips, budget of updates, test set). A folder takes runs of one such set only; a command
+with other values is refused, naming them. Without --out, an Adam learning rate other than the
+default 1e-3 gets its own subfolder, lr<value>/ of the default folder, so its runs stay out of
+the default table:
+
+    python examples/memory_study.py --tasks adding --settings rnn --lengths 100 200 --seeds 2 \
+        --lr 1e-2                     # writes examples/results/memory_study/lr0.01/
 """
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -79,6 +90,10 @@ import minigrad.optim as optim
 from models import GRU, IRNN, LSTM, RNN, chrono_init_, forget_bias_init_
 
 NAME = "memory_study"
+DEFAULT_LR = 1e-3
+# What a run is: the runs of one folder share these, or its tables would mix them.
+RUN_DEFINING = ("hidden", "batch", "lr", "clip", "sgd_lr", "sgd_clip", "steps", "eval_every")
+RUN_DEFINING += ("test", "copy_symbols")
 
 
 def parse_args(argv=None):
@@ -99,7 +114,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--hidden", type=int, help="hidden units (default 64)")
     p.add_argument("--batch", type=int, help="sequences per update (default 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam learning rate (1e-3)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (default 1)")
     p.add_argument("--sgd-lr", type=float, default=1e-2, help="irnn-sgd learning rate (1e-2)")
     p.add_argument("--sgd-clip", type=float, default=1.0, help="irnn-sgd clip (default 1)")
@@ -132,8 +147,10 @@ class Model(nn.Module):
     def __init__(self, setting, task: Task, hidden: int):
         super().__init__()
         n_in, lag = task.input_size, task.T + (task.S if task.name == "copy" else 0)
-        if setting == "rnn":
+        if setting in ("rnn", "rnn-orth"):
             self.rnn = RNN(n_in, hidden)
+            if setting == "rnn-orth":
+                nn.init.orthogonal_(self.rnn.weight_hh_l0)
         elif setting.startswith("irnn"):
             self.rnn = IRNN(n_in, hidden, input_std=0.001)
         elif setting.startswith("lstm"):
@@ -322,8 +339,38 @@ def main(argv=None) -> dict:
         return study(parse_args(argv), ftz)
 
 
-def study(args, ftz) -> dict:
+def study_folder(args) -> Path:
+    """--out, else the default folder, or its subfolder lr<value>/ for a learning rate other
+    than the default (kept apart: a folder's table is one learning rate's)."""
     out = output_folder(args.out, NAME, args.quick)
+    if args.out is None and args.lr != DEFAULT_LR:
+        out = output_folder(out / f"lr{args.lr:g}", NAME)
+    return out
+
+
+def check_folder(out: Path, args) -> None:
+    """Record the run-defining settings in study.json at a folder's first use; afterwards
+    refuse (naming them) settings that differ, before any run is trained or tabulated."""
+    path, mine = out / "study.json", {k: getattr(args, k) for k in RUN_DEFINING}
+    if not path.exists():
+        write_json(path, mine)
+        return
+    saved = json.loads(path.read_text())
+    differ = [
+        f"--{k.replace('_', '-')} {mine[k]:g} (its runs: {saved[k]:g})"
+        for k in RUN_DEFINING
+        if k in saved and saved[k] != mine[k]
+    ]
+    if differ:
+        raise SystemExit(
+            f"{NAME}: {out} holds runs of other settings: {', '.join(differ)}; "
+            "give another --out (or leave --out out: a learning rate gets its own folder)"
+        )
+
+
+def study(args, ftz) -> dict:
+    out = study_folder(args)
+    check_folder(out, args)
     started = time.perf_counter()
     print(
         f"{NAME}: tasks {args.tasks}, settings {args.settings}, lengths {args.lengths} "

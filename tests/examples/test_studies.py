@@ -240,6 +240,60 @@ def test_results_files_are_replaced_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
 
 
+def test_memory_study_rnn_orth_is_the_tanh_rnn_with_an_orthogonal_recurrent_matrix(tmp_path):
+    ms = load("memory_study")
+    import minigrad as mg
+
+    task = ms.Task("adding", 4, ms.parse_args(["--quick"]), np.random.default_rng(0))
+    weights = {}
+    for setting in ("rnn", "rnn-orth"):
+        mg.manual_seed(7)
+        rnn = ms.Model(setting, task, 8).rnn
+        weights[setting] = rnn.weight_ih_l0.numpy().copy(), rnn.weight_hh_l0.numpy().copy()
+        W = weights[setting][1]
+        assert np.allclose(W @ W.T, np.eye(8), atol=1e-5) == (setting == "rnn-orth"), setting
+    assert np.array_equal(weights["rnn"][0], weights["rnn-orth"][0])  # the rest: PyTorch's init
+    argv = ["--quick", "--tasks", "adding", "--settings", "rnn-orth", "--out", str(tmp_path)]
+    metrics = ms.main(argv + ["--no-progress"])
+    assert metrics["runs"] and {r["setting"] for r in metrics["runs"]} == {"rnn-orth"}
+    assert "| tanh RNN (orthogonal W_hh) |" in (tmp_path / "results.md").read_text()
+
+
+def test_memory_study_a_second_learning_rate_gets_its_own_folder(tmp_path, monkeypatch):
+    ms = load("memory_study")
+
+    def output_folder(out, name, quick=False):  # common.output_folder, rooted in tmp_path
+        folder = Path(out or tmp_path / name)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    monkeypatch.setattr(ms, "output_folder", output_folder)
+    default, other = ms.parse_args([]), ms.parse_args(["--lr", "1e-2"])
+    assert ms.study_folder(default) == tmp_path / "memory_study"
+    assert ms.study_folder(other) == tmp_path / "memory_study" / "lr0.01"
+    given = ms.parse_args(["--lr", "1e-2", "--out", str(tmp_path / "x")])
+    assert ms.study_folder(given) == tmp_path / "x"  # --out is taken as given
+    import minigrad.optim as optim
+
+    made, adam = [], optim.Adam
+    monkeypatch.setattr(optim, "Adam", lambda params, lr: made.append(lr) or adam(params, lr=lr))
+    argv = ["--quick", "--tasks", "adding", "--settings", "rnn", "--no-progress", "--out"]
+    first = ms.main(argv + [str(tmp_path / "a"), "--lr", "0.01"])
+    assert made and set(made) == {0.01} and first["settings"]["lr"] == 0.01
+    # the folder is the lr 0.01 study's: another learning rate or size is refused, runs or report
+    lr_refused = r"--lr 0.001 \(its runs: 0.01\)"
+    for extra, refused in (
+        (["--lr", "0.001"], lr_refused),
+        (["--lr", "0.001", "--report"], lr_refused),
+        (["--lr", "0.01", "--hidden", "9"], r"--hidden 9 \(its runs: 8\)"),
+    ):
+        made.clear()
+        with pytest.raises(SystemExit, match="holds runs of other settings: " + refused):
+            ms.main(argv + [str(tmp_path / "a"), *extra])
+        assert not made
+    assert ms.main(argv + [str(tmp_path / "a"), "--lr", "0.01"])["runs"] == first["runs"]
+
+
 # ----- le_lm_table -------------------------------------------------------------------------------
 def test_le_lm_table_quick_matched_sizes_and_a_second_run_trains_nothing(tmp_path, capsys):
     lm = load("le_lm_table")
