@@ -185,9 +185,9 @@ def time_peers(cell, H, repeat, use_torch):
     names = list(peers)
     for r in range(repeat):  # round-robin, each round starting with the next peer
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t = time.perf_counter()
+            t = CLOCK()
             peers[name]()
-            times[name].append(time.perf_counter() - t)
+            times[name].append(CLOCK() - t)
     result = {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
     if use_torch:
         # PyTorch on its own, after the others: its OpenMP threads keep spinning on both cores
@@ -206,13 +206,25 @@ def time_peers(cell, H, repeat, use_torch):
     return result
 
 
+CLOCK = time.perf_counter  # --cpu: time.process_time
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--cells", nargs="+", default=None, choices=["lstm", "gru", "rnn"])
     p.add_argument("--hidden", nargs="+", type=int, default=None)
     p.add_argument("--repeat", type=int, default=20, help="timed steps per peer (median)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time CPU seconds of this process, not wall-clock: with OPENBLAS_NUM_THREADS=1 "
+        "the cost of a step whatever else loads a shared machine (PyTorch is left out)",
+    )
     args = p.parse_args(argv)
+    global CLOCK
+    if args.cpu:
+        CLOCK, args.no_torch = time.process_time, True
     use_torch = have_torch() and not args.no_torch
     if args.cells is None and args.hidden is None:
         configs = [("lstm", h) for h in (64, 128, 256, 512)] + [("gru", 128), ("rnn", 128)]
@@ -244,7 +256,8 @@ def main(argv=None):
     note = (
         f"\n{platform.processor() or platform.machine()}, {mg.__name__} on NumPy "
         f"{np.__version__}, Python {platform.python_version()}; B={B}, T={T}, E={E}, V={V}, "
-        f"float32, median of {args.repeat} steps; malloc keeps freed memory: "
+        f"float32, median of {args.repeat} steps ({'CPU' if args.cpu else 'wall-clock'} time); "
+        "malloc keeps freed memory: "
         f"{mg.allocator.tuned}."
     )
     print(note)

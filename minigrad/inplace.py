@@ -11,6 +11,8 @@ requires grad, rather than recording something else.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from . import autograd, dtypes
@@ -192,12 +194,14 @@ class InPlaceMethods:
         bump_version(self)
         return self
 
-    def add_(self, other, *, alpha=1):
+    def add_(self, other, *legacy, alpha=1):
+        other, alpha = _legacy_alpha("add_", other, legacy, alpha)
         return self._inplace(
             "add_", other, lambda o: self._data + alpha * o, lambda o: self + alpha * o
         )
 
-    def sub_(self, other, *, alpha=1):
+    def sub_(self, other, *legacy, alpha=1):
+        other, alpha = _legacy_alpha("sub_", other, legacy, alpha)
         return self._inplace(
             "sub_", other, lambda o: self._data - alpha * o, lambda o: self - alpha * o
         )
@@ -262,3 +266,16 @@ class InPlaceMethods:
         grad (PyTorch's detach_)."""
         self._node, self._index, self._requires_grad = None, 0, False
         return self
+
+
+def _legacy_alpha(name, other, legacy, alpha):
+    """PyTorch's deprecated add_(value, other) / sub_(value, other), which old tutorials call as
+    `p.data.add_(-lr, p.grad.data)`: the number first is alpha."""
+    if not legacy:
+        return other, alpha
+    if len(legacy) != 1 or not isinstance(other, numbers.Number) or alpha != 1:
+        raise TypeError(
+            f"{name}: takes (other, *, alpha=1), or the deprecated (value, other) with a number "
+            f"first; got {len(legacy) + 1} positional arguments"
+        )
+    return legacy[0], other

@@ -128,3 +128,17 @@ def test_a_manual_training_loop_written_for_pytorch_gives_pytorch_numbers():
     (ours, w_ours), (theirs, w_theirs) = train(mg), train(torch)
     np.testing.assert_allclose(ours, theirs, rtol=1e-13)
     np.testing.assert_allclose(w_ours, w_theirs, rtol=1e-13)
+
+
+@pytest.mark.filterwarnings("ignore:This overload of add_ is deprecated")
+@pytest.mark.filterwarnings("ignore:This overload of sub_ is deprecated")
+def test_the_deprecated_add_with_the_number_first_as_old_tutorials_write_it():
+    """`p.data.add_(-learning_rate, p.grad.data)` (PyTorch's char-RNN generation tutorial)."""
+    for framework in (mg, torch):
+        p = framework.tensor([1.0, 2.0], dtype=framework.float64, requires_grad=True)
+        (p * p).sum().backward()
+        p.data.add_(-0.25, p.grad.data)
+        p.data.sub_(0.5, p.grad.data)
+        np.testing.assert_array_equal(np.asarray(p.detach()), [-0.5, -1.0])
+    with pytest.raises(TypeError, match=r"add_: takes \(other, \*, alpha=1\), or the deprecated"):
+        mg.zeros(2).add_(mg.ones(2), mg.ones(2))

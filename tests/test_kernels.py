@@ -460,3 +460,32 @@ print("ok")
 """
     )
     assert run_python(code, NUMBA_DISABLE_JIT="1").strip() == "ok"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.sampled_from([3, 255, 256, 300]),
+    k=st.integers(1, 20),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_linear_equals_x_times_w_transposed_in_either_orientation(rows, cols, k, dtype, bias, seed):
+    """kernels.linear runs some products as (w @ x.T).T (a faster BLAS orientation): the values
+    are NumPy's x @ w.T + b to rounding, and the result is C-contiguous like NumPy's."""
+    rng = np.random.default_rng(seed)
+    x, w = (
+        rng.standard_normal((rows, k)).astype(dtype),
+        rng.standard_normal((cols, k)).astype(dtype),
+    )
+    b = rng.standard_normal(cols).astype(dtype) if bias else None
+    out = K.linear(x, w, b)
+    expected = x @ w.T + (0 if b is None else b)
+    assert out.dtype == dtype and out.shape == (rows, cols) and out.flags.c_contiguous
+    np.testing.assert_allclose(
+        out,
+        expected,
+        rtol=1e-4 if dtype == np.float32 else 1e-12,
+        atol=1e-4 if dtype == np.float32 else 1e-12,
+    )
