@@ -1,12 +1,14 @@
-"""Run a vendored PyTorch program, unmodified, on PyTorch or on minigrad, and record what it did.
+"""Run a PyTorch program, as its files are, on PyTorch or on minigrad, and record what it did.
 
     python run_program.py SPEC.json
 
-SPEC names the framework ("torch" or "minigrad"), the program's scripts (run in order, each as
-`__main__`, with the program's folder on sys.path for its own modules), the working directory
-holding the synthesised data, each script's command-line arguments, the constant overrides
-(exact source substrings replaced before compiling; each must occur exactly once, and the tests
-count them as changed lines) and where to write the record.
+SPEC names the framework ("torch" or "minigrad"), the folder holding the program's files, its
+scripts (files in that folder, run in order, each as `__main__`, with the folder on sys.path for
+the program's own modules), the working directory holding the program's data, each script's
+command-line arguments, the constant overrides (exact source substrings replaced before
+compiling; each must occur exactly once, and check_programs.py counts them as changed lines) and
+where to write the record. program_runs.py writes the SPEC, runs this once per framework and
+compares the two records.
 
 What makes the two runs comparable, all decided here and nowhere in the programs:
 
@@ -281,7 +283,7 @@ def main(spec_path):
             )
             sys.argv = [str(path), *script.get("args", [])]
             exec(code, {"__name__": "__main__", "__file__": str(path), "print": recorder.print})
-    except Exception as e:  # the record says where and why; the test decides what is expected
+    except Exception as e:  # the record says where and why; the caller decides if expected
         error = where_it_stopped(e, program_dir)
         traceback.print_exc()
     record = {
