@@ -11,13 +11,15 @@ the LSTM's cell state. This program measures it on a **synthetic grammar**, not 
 
 NOUN is one of four singular or four plural nouns (half each), each s_i a filler word (of 10)
 or, with probability --attractors, an attractor noun of random number, VERB is 'was' after a
-singular subject and 'were' after a plural one. A character-free, word-level LM (embedding 16,
-one recurrent layer, a linear output) learns it by next-word prediction with the distractor
-length d drawn uniformly from 0..--train-d for every batch. At test, for each d (up to twice
---train-d: beyond --train-d is extrapolation), 1,000 fresh sentences: the LM prefers the
-agreeing verb when its logit for it is above the other verb's. Reported for all sentences, and
-for those whose last noun before the verb has the other number (an attractor: copying the
-nearest noun's number gets these wrong).
+singular subject and 'were' after a plural one. A word-level LM (embedding 16, one recurrent
+layer, a linear output) learns it by next-word prediction, the distractor length d of every
+batch drawn uniformly from a training range (--spans): 0-16, where short spans give the
+gradient a short path from the verb back to the subject, 8-16 and 16-32, where every path is
+at least 8 or 16 steps long. At test, for each d from 0 to 8 times the longest trained d
+(outside the range trained on is extrapolation), 1,000 fresh sentences: the LM prefers the
+agreeing verb when its logit for it is above the other verb's. Reported for all sentences,
+and for those whose last noun before the verb has the other number (an attractor: copying
+the nearest noun's number gets these wrong).
 
 tanh RNN, LSTM and GRU, matched in parameter count to the LSTM (--hidden units), the same
 optimiser, budget and --seeds seeds each; runs are resumable (examples/study_runs.py).
@@ -66,7 +68,7 @@ def parse_args(argv=None):
     add_common_arguments(p, NAME)
     p.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
     p.add_argument("--hidden", type=int, help="LSTM units; the others match its size (32)")
-    p.add_argument("--train-d", type=int, help="longest distractor span trained on (16)")
+    p.add_argument("--spans", nargs="+", help="training ranges of d, LO-HI each (0-16 8-16 16-32)")
     p.add_argument("--attractors", type=float, default=0.25, help="attractor rate (0.25)")
     p.add_argument("--steps", type=int, help="updates per run (default 6000)")
     p.add_argument("--batch", type=int, default=64, help="sentences per update (default 64)")
@@ -74,19 +76,28 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, help="seeds per cell (default 3)")
     p.add_argument("--test-n", type=int, help="test sentences per distance (default 1000)")
     args = p.parse_args(argv)
-    full = dict(hidden=32, train_d=16, steps=6000, seeds=3, test_n=1000)
-    quick = dict(hidden=8, train_d=4, steps=40, seeds=1, test_n=200)
+    full = dict(hidden=32, spans=["0-16", "8-16", "16-32"], steps=6000, seeds=3, test_n=1000)
+    quick = dict(hidden=8, spans=["0-4", "4-8"], steps=40, seeds=1, test_n=200)
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    for span in args.spans:
+        lo, _, hi = span.partition("-")
+        if not (lo.isdigit() and hi.isdigit() and int(lo) <= int(hi)):
+            p.error(f"--spans: expected LO-HI with 0 <= LO <= HI, got {span!r}")
     return args
 
 
+def span_range(span: str):
+    lo, _, hi = span.partition("-")
+    return int(lo), int(hi)
+
+
 def distances(args) -> list:
-    """Test distances: powers of two and --train-d, then beyond it up to twice it."""
-    ds = {0, args.train_d, 2 * args.train_d, (3 * args.train_d) // 2}
-    ds |= {2**k for k in range(10) if 2**k <= 2 * args.train_d}
-    return sorted(ds)
+    """Test distances: 0, the spans' ends and powers of two, up to 8 times the longest span."""
+    top = max(span_range(s)[1] for s in args.spans)
+    ds = {0} | {d for s in args.spans for d in span_range(s)}
+    return sorted(ds | {2**k for k in range(16) if 2**k <= 8 * top})
 
 
 def sentences(d: int, n: int, attractors: float, rng):
@@ -148,12 +159,13 @@ def preference(model, d, args, rng) -> dict:
     )
 
 
-def train(store, key, cell, seed, args) -> dict:
+def train(store, key, cell, span, seed, args) -> dict:
     run = Run(store, key)
     mg.manual_seed(seed)
     model = WordLM(cell, width(cell, args.hidden))
     opt = optim.Adam(model.parameters(), lr=args.lr)
     rng, step, curve = np.random.default_rng(seed), 0, []
+    lo, hi = span_range(span)
     if run.resumed:
         s = run.saved
         model.load_state_dict(s["model"])
@@ -163,9 +175,8 @@ def train(store, key, cell, seed, args) -> dict:
         model=model.state_dict(), optim=opt.state_dict(), step=step, curve=curve, rng=rng_state(rng)
     )
     while step < args.steps:
-        tokens, _, _ = sentences(
-            int(rng.integers(0, args.train_d + 1)), args.batch, args.attractors, rng
-        )
+        d = int(rng.integers(lo, hi + 1))
+        tokens, _, _ = sentences(d, args.batch, args.attractors, rng)
         logits = model(tokens[:-1])
         loss = F.cross_entropy(logits.reshape(-1, len(WORDS)), tokens[1:].reshape(-1))
         opt.zero_grad()
@@ -182,6 +193,7 @@ def train(store, key, cell, seed, args) -> dict:
         key,
         dict(
             cell=cell,
+            span=span,
             seed=seed,
             hidden=model.rnn.hidden_size,
             parameters=sum(p.numel() for p in model.parameters()),
@@ -195,23 +207,21 @@ def train(store, key, cell, seed, args) -> dict:
 
 # ----- report ------------------------------------------------------------------------------------
 def gather(results, args):
-    """cell -> {'accuracy': (seeds, distances) array, 'attractor': the same, None as NaN}."""
+    """(span, cell) -> {'runs', 'accuracy': (seeds, distances) array, 'attractor': the same on
+    the attractor sentences, NaN where too few}."""
     out = {}
-    for cell in args.cells:
-        rs = [r for s in range(args.seeds) if (r := results.get(f"{cell}-s{s}"))]
-        if rs:
+    for span in args.spans:
+        for cell in args.cells:
+            rs = [r for s in range(args.seeds) if (r := results.get(f"{cell}@{span}-s{s}"))]
+            if not rs:
+                continue
             get = lambda r, d, k: r["by_distance"][str(d)][k]
-            out[cell] = dict(
+            nan = lambda v: np.nan if v is None else v
+            out[span, cell] = dict(
                 runs=rs,
                 accuracy=np.array([[get(r, d, "accuracy") for d in distances(args)] for r in rs]),
                 attractor=np.array(
-                    [
-                        [
-                            np.nan if (a := get(r, d, "attractor_accuracy")) is None else a
-                            for d in distances(args)
-                        ]
-                        for r in rs
-                    ]
+                    [[nan(get(r, d, "attractor_accuracy")) for d in distances(args)] for r in rs]
                 ),
             )
     return out
@@ -219,21 +229,48 @@ def gather(results, args):
 
 def report(gathered, args) -> str:
     ds = distances(args)
-    headers = ["cell", "hidden", "parameters", "runs"] + [
-        f"d={d}" + ("*" if d > args.train_d else "") for d in ds
+    tables = []
+    for what, title in (
+        ("accuracy", "Share of test sentences whose LM prefers the agreeing verb"),
+        (
+            "attractor",
+            "The same on the sentences whose last noun before the verb has the "
+            "other number (an attractor; '-' where fewer than 50)",
+        ),
+    ):
+        rows = []
+        for (span, cell), g in gathered.items():
+            r0 = g["runs"][0]
+            rows.append(
+                [span, CELLS[cell], f"{r0['parameters']:,}", len(g["runs"])]
+                + [cell_text(g[what][:, i]) for i in range(len(ds))]
+            )
+        headers = ["trained d", "cell", "parameters", "runs"] + [f"d={d}" for d in ds]
+        tables.append(
+            f"{title} (mean over seeds, min-max in brackets):\n\n" + markdown_table(headers, rows)
+        )
+    return "\n\n".join(tables)
+
+
+def learned(gathered, args) -> dict:
+    """(span, cell) -> seeds whose LM prefers the agreeing verb in >= 95% of the test
+    sentences at the longest trained d, out of the seeds run."""
+    ds = distances(args)
+    out = {}
+    for (span, cell), g in gathered.items():
+        at = ds.index(span_range(span)[1])
+        out[f"{cell}@{span}"] = [int((g["accuracy"][:, at] >= 0.95).sum()), len(g["runs"])]
+    return out
+
+
+def learned_table(counts, args) -> str:
+    rows = [
+        [span, CELLS[cell]] + [f"{a} of {n}" for a, n in [counts.get(f"{cell}@{span}", [0, 0])]]
+        for span in args.spans
+        for cell in args.cells
     ]
-    rows, rows_attr = [], []
-    for cell, g in gathered.items():
-        r0 = g["runs"][0]
-        head = [CELLS[cell], r0["hidden"], f"{r0['parameters']:,}", len(g["runs"])]
-        rows.append(head + [cell_text(g["accuracy"][:, i]) for i in range(len(ds))])
-        rows_attr.append(head + [cell_text(g["attractor"][:, i]) for i in range(len(ds))])
-    return (
-        "Share of test sentences whose LM prefers the agreeing verb (mean over seeds, min-max "
-        f"in brackets; * beyond the trained d <= {args.train_d}):\n\n"
-        + markdown_table(headers, rows)
-        + "\n\nThe same on the sentences whose last noun before the verb has the other number "
-        "(an attractor; '-' where fewer than 50):\n\n" + markdown_table(headers, rows_attr)
+    return "Seeds that learned agreement (>= 95% at the longest trained d):\n\n" + markdown_table(
+        ["trained d", "cell", "seeds"], rows
     )
 
 
@@ -249,29 +286,36 @@ def plot(gathered, args, out):
     if plt is None or not gathered:
         return None
     ds = np.array(distances(args))
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), sharey=True)
-    for ax, what, title in (
-        (axes[0], "accuracy", "all test sentences"),
-        (axes[1], "attractor", "last noun of the other number"),
-    ):
-        for i, (cell, g) in enumerate(gathered.items()):
-            for s, row in enumerate(g[what]):
-                ax.plot(
-                    ds,
-                    row,
-                    "o-",
-                    color=f"C{i}",
-                    alpha=0.6,
-                    ms=3,
-                    label=CELLS[cell] if s == 0 else None,
-                )
-        ax.axhline(0.5, color="k", lw=0.7, ls=":")
-        ax.axvspan(args.train_d + 0.5, ds.max() + 0.5, color="0.9", zorder=0)
-        ax.set(xlabel="distractor words d between subject and verb", title=title)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("prefers the agreeing verb")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Agreement across d words (each seed a line; grey: longer than trained)")
+    fig, axes = plt.subplots(
+        2, len(args.spans), figsize=(5.2 * len(args.spans), 7.5), sharey=True, squeeze=False
+    )
+    for j, span in enumerate(args.spans):
+        lo, hi = span_range(span)
+        for ax, what, title in (
+            (axes[0, j], "accuracy", "all test sentences"),
+            (axes[1, j], "attractor", "last noun of the other number"),
+        ):
+            for i, cell in enumerate(args.cells):
+                for s, row in enumerate(gathered.get((span, cell), {}).get(what, [])):
+                    ax.semilogx(
+                        ds + 1,
+                        row,
+                        "o-",
+                        color=f"C{i}",
+                        alpha=0.6,
+                        ms=3,
+                        label=CELLS[cell] if s == 0 else None,
+                    )
+            ax.axhline(0.5, color="k", lw=0.7, ls=":")
+            ax.axvspan(lo + 1, hi + 1, color="0.9", zorder=0)
+            ax.set(
+                title=f"trained on d in {lo}..{hi}: {title}", xlabel="d + 1 (d distractor words)"
+            )
+            ax.grid(alpha=0.3)
+        axes[0, j].legend(fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("prefers the agreeing verb")
+    fig.suptitle("Agreement across d words (each seed a line; grey: the d trained on)")
     fig.tight_layout()
     path = out / f"{NAME}.png"
     fig.savefig(path, dpi=110)
@@ -283,26 +327,30 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = output_folder(args.out, NAME, args.quick)
     started = time.perf_counter()
-    keys = [(cell, s) for s in range(args.seeds) for cell in args.cells]
+    kinds = [f"{cell}@{span}" for span in args.spans for cell in args.cells]
+    keys = [(kind, s) for s in range(args.seeds) for kind in kinds]
     stopped = run_each(
         out,
         keys,
         60.0,
-        lambda store, key, cell, s: train(store, key, cell, 1000 * s + 3, args),
+        lambda store, key, kind, s: train(store, key, *kind.split("@"), 1000 * s + 3, args),
         lambda r: f"{r['parameters']:,} parameters, {r['cpu_s']:.0f} CPU s",
     )
-    wanted = {f"{c}-s{s}" for c, s in keys}
+    wanted = {f"{k}-s{s}" for k, s in keys}
     results = {k: r for k, r in RunStore(out).results().items() if k in wanted}
     gathered = gather(results, args)
+    counts = learned(gathered, args)
     text = (
         f"Synthetic grammar 'the NOUN s_1..s_d VERB .', attractor rate {args.attractors:g}; "
-        f"{args.steps:,} updates of {args.batch} sentences (d uniform in 0..{args.train_d}), "
+        f"{args.steps:,} updates of {args.batch} sentences (d uniform in the trained range), "
         f"Adam lr {args.lr:g}, clip 1; {args.test_n} test sentences per d; "
-        f"{len(results)} of {len(keys)} runs done.\n\n{report(gathered, args)}"
+        f"{len(results)} of {len(keys)} runs done.\n\n{learned_table(counts, args)}\n\n"
+        f"{report(gathered, args)}"
     )
     print(text)
     write_text(out / "results.md", f"# Long-distance agreement\n\n{text}\n")
     figure = plot(gathered, args, out)
+    nanmean = lambda col: None if np.isnan(col).all() else float(np.nanmean(col))
     metrics = dict(
         example=NAME,
         quick=args.quick,
@@ -310,13 +358,11 @@ def main(argv=None) -> dict:
         stopped=stopped,
         settings={k: str(v) if k == "out" else v for k, v in vars(args).items()},
         distances=distances(args),
-        mean_accuracy={c: g["accuracy"].mean(axis=0) for c, g in gathered.items()},
+        seeds_learned=counts,
+        mean_accuracy={f"{c}@{sp}": g["accuracy"].mean(axis=0) for (sp, c), g in gathered.items()},
         mean_attractor_accuracy={
-            c: [
-                float(np.nanmean(col)) if not np.isnan(col).all() else None
-                for col in g["attractor"].T
-            ]
-            for c, g in gathered.items()
+            f"{c}@{sp}": [nanmean(col) for col in g["attractor"].T]
+            for (sp, c), g in gathered.items()
         },
         runs=list(results.values()),
         tables=text,
