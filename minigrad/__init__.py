@@ -1,6 +1,6 @@
 """minigrad: reverse-mode autodiff on NumPy, with Numba kernels, for recurrent networks."""
 
-from . import cuda, graph, nn, optim, return_types, utils
+from . import cuda, graph, nn, onnx, optim, return_types, utils
 from .allocator import reuse_freed_memory
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_detect_anomaly
 from .checkpoint import checkpoint

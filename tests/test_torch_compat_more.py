@@ -349,3 +349,17 @@ def test_cuda_tensors_are_refused():
     with pytest.raises(RuntimeError, match="cuda.*only.*'cpu'"):
         mg.ones(2).cuda()
     assert mg.ones(2, 3).mm(mg.ones(3, 1)).shape == (2, 1)
+
+
+def test_what_minigrad_lacks_raises_at_the_line_that_uses_it_not_at_import():
+    import minigrad.nn as nn
+
+    class Unused(nn.Transformer):  # a program's model file may define one and never build it
+        pass
+
+    with pytest.raises(NotImplementedError, match="nn.Transformer: minigrad has no Transformer"):
+        Unused()
+    with pytest.raises(NotImplementedError, match=r"onnx.export\(Linear.*state_dict"):
+        mg.onnx.export(nn.Linear(2, 2), mg.zeros(1, 2), "model.onnx")
+    with pytest.raises(TypeError, match=r"cannot store an object of type Linear.*state_dict\(\)"):
+        mg.save(nn.Linear(2, 2), "never-written.pt")
