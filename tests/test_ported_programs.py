@@ -11,10 +11,10 @@ outputs are written into a preallocated tensor, `loss += criterion(...)`, greedy
 and `nn.GRU` spelled `models.LSTM`/`models.GRU`), from the same initial weights, and the losses
 must agree.
 
-The rest test tests/ported/: the launcher (run_program.py), the comparison (program_runs.py) and
-the script (check_programs.py) that run PyTorch's own programs from a clone of their
-repositories, which this repository does not carry. Here they run small programs written
-inline, in PyTorch's idiom, on both frameworks.
+The other tests check the harness in tests/ported/ that runs PyTorch's own programs from a
+reader's clones of their repositories (which this repository does not carry): the launcher
+(run_program.py), the comparison (program_runs.py) and the script (check_programs.py). Here
+they run small programs written inline, in PyTorch's idiom, on both frameworks.
 """
 
 import json
@@ -291,7 +291,7 @@ def test_a_program_gives_pytorchs_numbers_on_minigrad(tagger_runs):
     assert ours["error"] is None and theirs["error"] is None, ours["output"] + theirs["output"]
     agreement = compare(ours, theirs)
     assert (agreement.losses, agreement.prints, agreement.modules) == (3, 5, 2)  # override
-    assert agreement.largest_relative_difference < program_runs.RTOL
+    assert agreement.tensor_relative_difference < program_runs.RTOL
     assert ours["prints"][-1][1:] == [{"dict": [["steps", 3]]}, [0.5, None], 5, 3]
 
 
@@ -416,7 +416,7 @@ def test_differences_within_the_tolerance_and_timings_agree():
     theirs = record(prints=(["epoch", 1, {"tensor": [1.0, 2.0]}], ["| 0m 1s | ms/batch 3.25"]))
     agreement = compare(ours, theirs)
     assert agreement.loss_relative_difference == pytest.approx(1e-12, rel=1e-3)
-    assert agreement.largest_relative_difference == pytest.approx(3e-11, rel=1e-3)
+    assert agreement.tensor_relative_difference == pytest.approx(3e-11, rel=1e-3)
 
 
 def test_a_run_that_stopped_early_must_match_as_far_as_it_went():

@@ -281,8 +281,10 @@ def judge(program, ours, theirs):
         verdict += f" to the end, where `PROGRAMS` expects a stop at `{expected.code}`: update it"
         ok = False
     if program.trains_k:
-        learns = trained(ours["losses"], program.trains_k)
-        verdict += f"; {'trains' if learns else 'does NOT train'} (k={program.trains_k})"
+        k = program.trains_k
+        learns = trained(ours["losses"], k)
+        verdict += f"; {'trains' if learns else 'does NOT train'}: last {k} losses' mean "
+        verdict += f"{'<' if learns else '>='} first {k}'s"
         ok = ok and learns
     return verdict, ok, agreement
 
@@ -312,19 +314,20 @@ def check(name, program, clone, working_tree):
     row.losses = f"{len(ours['losses'])} of {len(theirs['losses'])}"
     if agreement is not None:
         modules = f"{agreement.modules} module{'s' * (agreement.modules != 1)}"
-        row.losses += f"; {agreement.prints} prints, weights of {modules}"
-        losses, everything = (
-            agreement.loss_relative_difference,
-            agreement.largest_relative_difference,
+        weights = (
+            "final weights not compared (it stopped)" if ours["error"] else f"weights of {modules}"
         )
-        row.difference = f"{losses:.1e} / {everything:.1e}"
+        row.losses += f"; {agreement.prints} prints, {weights}"
+        losses, tensors = agreement.loss_relative_difference, agreement.tensor_relative_difference
+        row.difference = f"{losses:.1e} / {tensors:.1e}"
     return row
 
 
 def markdown(rows):
     header = (
-        "| program | source | lines changed beyond the imports | losses compared | "
-        "largest relative difference (losses / all numbers) | verdict |"
+        "| program | source | lines changed beyond the imports | losses compared | largest "
+        "relative difference (each loss / each printed or final tensor, to its largest entry) | "
+        "verdict |"
     )
     lines = [header, "|---|---|---|---|---|---|"]
     for r in rows:

@@ -88,25 +88,26 @@ class Mismatch(AssertionError):
 
 @dataclass
 class Agreement:
-    """What a comparison found equal, and the largest relative difference among its numbers."""
+    """What a comparison found equal, and how close: each loss's relative difference, and each
+    other tensor's (or number's) largest difference relative to its largest entry."""
 
     losses: int = 0
     prints: int = 0
     modules: int = 0
-    largest_relative_difference: float = 0.0
     loss_relative_difference: float = 0.0
+    tensor_relative_difference: float = 0.0
 
 
 def relative_difference(ours, theirs):
-    """max |ours - theirs| / |theirs| over the elements where theirs is not 0 (0 if none)."""
+    """max |ours - theirs| / max |theirs| (0 where theirs is all 0 and ours equals it)."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
-    nonzero = b != 0
-    if not nonzero.any():
-        return 0.0
-    return float(np.max(np.abs(a[nonzero] - b[nonzero]) / np.abs(b[nonzero])))
+    difference = float(np.max(np.abs(a - b), initial=0.0))
+    scale = float(np.max(np.abs(b), initial=0.0))
+    return difference / scale if scale else (0.0 if difference == 0 else math.inf)
 
 
 def _same_numbers(ours, theirs, where, agreement):
+    """Equal to RTOL relative (ATOL absolute for entries near 0), entry by entry."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
     if a.shape != b.shape:
         raise Mismatch(f"{where}: shape {a.shape} here, {b.shape} in PyTorch's run")
@@ -118,8 +119,9 @@ def _same_numbers(ours, theirs, where, agreement):
             f"{where}{index}: {float(a[i])!r} here, {float(b[i])!r} in PyTorch's run "
             f"(relative tolerance {RTOL})"
         )
-    agreement.largest_relative_difference = max(
-        agreement.largest_relative_difference, relative_difference(a, b)
+    finite = np.isfinite(a) & np.isfinite(b)
+    agreement.tensor_relative_difference = max(
+        agreement.tensor_relative_difference, relative_difference(a[finite], b[finite])
     )
 
 
@@ -163,8 +165,12 @@ def compare(ours, theirs, complete=True):
                 raise Mismatch(f"{key}: {len(ours[key])} here, {len(theirs[key])} in PyTorch's run")
     elif len(ours["losses"]) > len(theirs["losses"]) or len(ours["prints"]) > len(theirs["prints"]):
         raise Mismatch("the run went further than PyTorch's")
-    _same_numbers(ours["losses"], theirs["losses"][: agreement.losses], "losses", agreement)
-    agreement.loss_relative_difference = agreement.largest_relative_difference
+    for i, (a, b) in enumerate(
+        zip(ours["losses"], theirs["losses"][: agreement.losses], strict=True)
+    ):
+        _same_numbers(a, b, f"losses[{i}]", agreement)
+    agreement.loss_relative_difference = agreement.tensor_relative_difference
+    agreement.tensor_relative_difference = 0.0  # from here: the prints and the weights
     _same(ours["prints"], theirs["prints"][: agreement.prints], "prints", agreement)
     if complete:
         _same_weights(ours["final_state"], theirs["final_state"], agreement)
