@@ -411,7 +411,7 @@ def plot(results, args, out):
     ax.set(
         xlabel="update",
         ylabel="validation bits/char",
-        title="Le et al.'s five kinds as char-level LMs (each seed a line)",
+        title="Le et al.'s five kinds and a GRU as char-level LMs (each seed a line)",
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
