@@ -162,7 +162,7 @@ def test_agreement_scores_the_verb_position():
 def test_agreement_quick_and_matched_sizes(tmp_path, capsys):
     ex = load("agreement")
     metrics, printed = quick("agreement", tmp_path, capsys)
-    assert metrics["complete"] and len(metrics["runs"]) == 3
+    assert metrics["complete"] and len(metrics["runs"]) == 3 * 2  # 3 cells, 2 spans
     for r in metrics["runs"]:
         assert set(r["by_distance"]) == {str(d) for d in metrics["distances"]}
         assert all(0 <= v["accuracy"] <= 1 for v in r["by_distance"].values())
