@@ -244,7 +244,7 @@ def train(store, key, kind, seed, corpus, args) -> dict:
         running=running,
         state=None
         if state is None
-        else [t.data for t in (state if isinstance(state, tuple) else (state,))],
+        else [t.numpy() for t in (state if isinstance(state, tuple) else (state,))],
     )
     diverged = False
     while step < args.steps:

@@ -31,6 +31,10 @@ PROGRAMS = [
     "memory_study",
     "le_lm_table",
     "translation",
+    "agreement",
+    "ngram_context",
+    "jordan_vs_elman",
+    "eigen_vs_singular",
 ]
 HELPERS = ["bootstrap", "common", "apps_common", "study_runs", "memory_schedule"]
 
