@@ -10,25 +10,18 @@ import importlib.util
 import json
 import math
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from example_modules import load_example
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load(name):
-    """Import examples/<name>.py as a module (examples/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name, "")
 
 
 def has_matplotlib():

@@ -12,23 +12,15 @@ with the spectral radius and singular value asked for, and ||W^T|| = rho^T for a
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from example_modules import load_example
 
 
 def load(name):
-    key = f"notes_claims_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    return load_example(name, "notes_claims_")
 
 
 def finite_numbers(tree, path=""):

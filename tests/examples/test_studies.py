@@ -13,23 +13,17 @@ import importlib.util
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from example_modules import load_example
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load(name):
-    key = f"study_example_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    return load_example(name, "study_example_")
 
 
 def png_or_told(out: Path, names, printed: str):

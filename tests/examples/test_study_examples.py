@@ -11,25 +11,15 @@ import importlib.util
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from example_modules import load_example
 
 
 def load(name):
-    """Import examples/<name>.py as a module (examples/ is not a package)."""
-    key = f"study_example_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name, "study_example_")
 
 
 def has_matplotlib():
