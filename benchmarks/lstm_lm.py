@@ -165,7 +165,7 @@ def check_equal(cell, H, use_torch, fuse=True) -> float:
     return worst
 
 
-def time_peers(cell, H, repeat, use_torch):
+def time_peers(cell, H, repeat, use_torch, clock=time.perf_counter):
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, V, (T, B))
     targets = rng.integers(0, V, (T, B))
@@ -185,9 +185,9 @@ def time_peers(cell, H, repeat, use_torch):
     names = list(peers)
     for r in range(repeat):  # round-robin, each round starting with the next peer
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t = CLOCK()
+            t = clock()
             peers[name]()
-            times[name].append(CLOCK() - t)
+            times[name].append(clock() - t)
     result = {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
     if use_torch:
         # PyTorch on its own, after the others: its OpenMP threads keep spinning on both cores
@@ -206,9 +206,6 @@ def time_peers(cell, H, repeat, use_torch):
     return result
 
 
-CLOCK = time.perf_counter  # --cpu: time.process_time
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--cells", nargs="+", default=None, choices=["lstm", "gru", "rnn"])
@@ -222,9 +219,9 @@ def main(argv=None):
         "the cost of a step whatever else loads a shared machine (PyTorch is left out)",
     )
     args = p.parse_args(argv)
-    global CLOCK
+    clock = time.process_time if args.cpu else time.perf_counter
     if args.cpu:
-        CLOCK, args.no_torch = time.process_time, True
+        args.no_torch = True
     use_torch = have_torch() and not args.no_torch
     if args.cells is None and args.hidden is None:
         configs = [("lstm", h) for h in (64, 128, 256, 512)] + [("gru", 128), ("rnn", 128)]
@@ -244,7 +241,7 @@ def main(argv=None):
     print(rule, flush=True)
     for cell, H in configs:
         diff = max(check_equal(cell, H, use_torch), check_equal(cell, H, use_torch, False))
-        t = time_peers(cell, H, args.repeat, use_torch)
+        t = time_peers(cell, H, args.repeat, use_torch, clock)
         row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['unrolled']:.1f} | {t['unfused']:.1f} "
         row += f"| {t['numpy']:.1f} | {t['minigrad'] / t['numpy']:.2f} | "
         row += f"{t['minigrad'] / t['unrolled']:.2f} |"

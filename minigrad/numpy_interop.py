@@ -43,35 +43,29 @@ def array_ufunc(tensor_type, ufunc, method, inputs, kwargs):
         return op(a, b)
     if ufunc is np.negative and method == "__call__" and not kwargs and len(inputs) == 1:
         return -inputs[0]
-    try:
-        arrays = [_array_of(tensor_type, x, ufunc) for x in inputs]
-        written = []
-        if "out" in kwargs:
-            outs = kwargs["out"]
-            written = [o for o in outs if isinstance(o, tensor_type)]
-            kwargs = dict(kwargs, out=tuple(_array_of(tensor_type, o, ufunc) for o in outs))
-    except _Recorded:
-        name = ufunc.__name__
-        raise TypeError(
-            f"np.{name} on a tensor that requires grad would return an array without its "
-            f"gradient; use the tensor's method (t.{name}() where there is one), or "
-            f"np.{name}(t.detach()) for the values only"
-        ) from None
+    arrays = [_array_of(tensor_type, x, ufunc) for x in inputs]
+    written = []
+    if "out" in kwargs:
+        outs = kwargs["out"]
+        written = [o for o in outs if isinstance(o, tensor_type)]
+        kwargs = dict(kwargs, out=tuple(_array_of(tensor_type, o, ufunc) for o in outs))
     result = getattr(ufunc, method)(*arrays, **kwargs)
     for t in written:
         autograd.bump_version(t)  # an in-place write into the tensor's memory
     return result
 
 
-class _Recorded(TypeError):
-    """A tensor that requires grad met a NumPy function (the message is made by the caller)."""
-
-
 def _array_of(tensor_type, x, func):
+    """x's array if x is a tensor (refused while its gradient is recorded), else x itself."""
     if not isinstance(x, tensor_type):
         return x
     if x._requires_grad and autograd.is_grad_enabled():
-        raise _Recorded(func)
+        name = getattr(func, "__name__", "function")
+        raise TypeError(
+            f"np.{name} on a tensor that requires grad would return an array without its "
+            f"gradient; use minigrad's op (t.{name}() or mg.{name}, where there is one), or "
+            f"np.{name}(t.detach()) for the values only"
+        )
     return x._data
 
 
@@ -79,7 +73,6 @@ def array_function(tensor_type, func, args, kwargs):
     """Tensor.__array_function__: NumPy's functions (np.sum, np.stack, np.linalg.norm, ...) on
     tensors run on their arrays and return NumPy's result; a tensor whose gradient is being
     recorded is refused, since the result would be cut from the graph."""
-    name = getattr(func, "__name__", "function")
 
     def arrays(x):
         if isinstance(x, tensor_type):
@@ -90,11 +83,4 @@ def array_function(tensor_type, func, args, kwargs):
             return {k: arrays(v) for k, v in x.items()}
         return x
 
-    try:
-        return func(*arrays(args), **arrays(kwargs))
-    except _Recorded:
-        raise TypeError(
-            f"np.{name} on a tensor that requires grad would return an array without its "
-            f"gradient; use minigrad's own op (mg.{name} or the tensor method, where there is "
-            f"one), or pass t.detach() for the values only"
-        ) from None
+    return func(*arrays(args), **arrays(kwargs))

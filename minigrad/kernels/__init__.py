@@ -191,10 +191,11 @@ def linear(x, w, b=None):
     """x @ w.T (+ b) for a 2-D x and weight w (out_features, in_features).
 
     A recurrent step multiplies a few rows (the batch) by a wide weight. OpenBLAS runs that
-    product 1.2-1.9x faster in float32 the other way round, as w @ x.T, whose result is then
+    product 1.1-2.0x faster in float32 the other way round, as w @ x.T, whose result is then
     copied transposed into place (8 to 32 rows, 256 or more output columns, one thread;
-    benchmarks/gemm_orientation.py). Elsewhere, and in float64, where it measured slower, the
-    plain form runs. The result is C-contiguous either way.
+    benchmarks/gemm_orientation.py). Every other shape, and float64 (where the flip was slower
+    up to 256 input columns and 1.1-1.3x faster only at 512), runs the plain form. The result
+    is C-contiguous either way.
     """
     rows, cols = x.shape[0], w.shape[0]
     if 8 <= rows <= 32 and cols >= 256 and x.dtype == np.float32 == w.dtype:
