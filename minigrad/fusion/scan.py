@@ -86,6 +86,25 @@ class _Program:
                 req[s] = True in needs
         self.needs_grad = any(needs is not None for needs in self.needs)
         self.outs = [tuple(step.outs) for step in self.steps]  # read per step and time step
+        # Backward's walk, decided once: per step that needs gradients, in reverse order, its
+        # index, its one output slot (None if several), its output slots, and (position,
+        # slot, shape) of each input that needs a gradient.
+        self.reverse = [
+            (
+                k,
+                outs[0] if len(outs) == 1 else None,
+                outs,
+                tuple(
+                    (p, s, self.shapes[s])
+                    for p, (s, need) in enumerate(zip(step.ins, needs, strict=False))
+                    if need
+                ),
+            )
+            for k, (step, needs, outs) in reversed(
+                list(enumerate(zip(self.steps, self.needs, self.outs, strict=True)))
+            )
+            if needs is not None
+        ]
         # The fused kernel that backward meets first among the readers of x (slot 0) writes
         # x's gradient straight into its row of the (T, ...) result; the others add to it.
         self.x_writer = self.x_position = None
@@ -115,34 +134,38 @@ class _Program:
         """One time step in reverse: grads holds the gradients of the step's results on entry
         and of its arguments and captured tensors on return. row: where x's gradient may be
         written (a zeroed row of the (T, ...) gradient), or None."""
-        shapes = self.shapes
-        for k in range(len(self.steps) - 1, -1, -1):
+        pop, reverse_step = grads.pop, autograd.reverse_step
+        for k, out, outs, targets in self.reverse:
             fn = nodes[k]
             if fn is None:
                 continue
-            step, outs = self.steps[k], self.outs[k]
-            if len(outs) == 1:
-                g = grads.pop(outs[0], None)
+            if out is not None:
+                g = pop(out, None)
                 if g is None:
                     continue
                 if type(g) is not np.ndarray:
                     g = g.dense()
             else:
-                g = tuple(grads.take(s) for s in outs)
+                g = tuple(pop(s, None) for s in outs)
                 if all(gi is None for gi in g):
                     continue
                 g = tuple(None if gi is None else dense(gi) for gi in g)
             if k == self.x_writer and row is not None:
                 fn.into = {self.x_position: row}
-            in_grads = autograd.reverse_step(fn, g, release)
-            for s, need, ig in zip(step.ins, fn.needs, in_grads, strict=False):
-                if need and ig is not None:
-                    if type(ig) is np.ndarray and ig.shape != shapes[s]:
-                        ig = sum_to(ig, shapes[s])
-                    if s in grads:
-                        grads.add(s, ig)
-                    else:  # the first term (a slot taken is never added to again)
-                        grads[s] = ig
+            in_grads = reverse_step(fn, g, release)
+            n = len(in_grads)
+            for p, s, shape in targets:
+                if p >= n:  # a backward may return fewer gradients than it has inputs
+                    break
+                ig = in_grads[p]
+                if ig is None:
+                    continue
+                if type(ig) is np.ndarray and ig.shape != shape:
+                    ig = sum_to(ig, shape)
+                if s in grads:
+                    grads.add(s, ig)
+                else:  # the first term (a slot taken is never added to again)
+                    grads[s] = ig
 
 
 def _program(plan, n_states: int, requires: tuple) -> _Program:
