@@ -2,15 +2,24 @@
 
     python benchmarks/lstm_lm.py                       # LSTM at H = 64..512, GRU and RNN at 128
     python benchmarks/lstm_lm.py --cells lstm --hidden 256 --repeat 10
+    python benchmarks/lstm_lm.py --cells irnn gru_rb --json results.json   # figures for scripts
 
-Embedding(65, 64) -> LSTM/GRU/RNN(64, H) -> Linear(H, 65), mean cross-entropy over B*T tokens,
-backward, SGD update; B=32, T=64, float32. Peers, all from the same initial weights:
+Embedding(65, 64) -> recurrent layer(64, H) -> Linear(H, 65), mean cross-entropy over B*T tokens,
+backward, SGD update; B=32, T=64, float32. The cells (--cells):
+  lstm     LSTM
+  gru      GRU, PyTorch's form: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+  gru_rb   GRU, Cho et al.'s 2014 form: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+  rnn      Elman RNN, tanh
+  irnn     Elman RNN, relu, W_hh = I and zero biases at the start (Le, Jaitly & Hinton 2015),
+           small input weights and embedding (IRNN_INPUT_STD: plain SGD would overflow otherwise)
+Peers, all from the same initial weights:
 - minigrad: models.LanguageModel, the cell a plain composition of ops, BPTT = backward();
   the layer's default (the time loop as one scan node running the step's program, its gate
   arithmetic one fused kernel), the scan unfused (fuse=False: the program's ops as they are)
   and the explicit unroll (scan=False: one graph node per op per step);
 - NumPy: the BPTT written by hand (benchmarks/numpy_baseline.py), zero framework overhead;
-- PyTorch's fused torch.nn.LSTM/GRU/RNN, when torch is installed (an optional peer).
+- PyTorch's fused torch.nn.LSTM/GRU/RNN, when torch is installed (an optional peer; PyTorch has
+  no reset-before GRU, so gru_rb has no PyTorch column).
 Before timing, each configuration checks in float64 that minigrad's loss and gradients equal
 the NumPy baseline's (and PyTorch's). Timings are medians of --repeat steps, interleaved
 round-robin so that machine noise hits all peers alike (PyTorch runs in its own block: its
@@ -18,6 +27,8 @@ spinning OpenMP threads would slow the next peer); compare ratios within one run
 """
 
 import argparse
+import json
+import os
 import platform
 import sys
 import time
@@ -27,7 +38,7 @@ import numpy as np
 
 import minigrad as mg
 import minigrad.nn.functional as F
-from models import LanguageModel
+from models import LanguageModel, identity_init_
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_baseline  # noqa: E402
@@ -44,6 +55,23 @@ NAMES = {
     "decoder.bias": "fc.bias",
 }
 LR = 0.1
+# The IRNN's input scale. Plain SGD at lr 0.1 without the gradient clipping Le et al. train
+# with lifts the identity recurrence's spectral radius above 1, and the relu state overflows:
+# NaN within 3 steps (H = 64, 256, 512) with PyTorch's default input weights and embedding
+# N(0, 1), near step 20 (H = 512) with W_ih ~ N(0, 0.001^2) alone. Small input weights and an
+# embedding scaled by 0.1 (which also slows W_ih's learning, its gradient being proportional to
+# the embedding) keep every value finite: 43 steps of minigrad and 300 of the NumPy BPTT in
+# float32 at all three sizes.
+IRNN_INPUT_STD = 1e-3
+IRNN_EMBEDDING_SCALE = 0.1
+CELLS = ("lstm", "gru", "gru_rb", "rnn", "irnn")
+# PyTorch's layer for each cell it has (none computes the reset-before GRU): (name, kwargs)
+TORCH_LAYERS = {
+    "lstm": ("LSTM", {}),
+    "gru": ("GRU", {}),
+    "rnn": ("RNN", {}),
+    "irnn": ("RNN", {"nonlinearity": "relu"}),
+}
 
 
 def make_minigrad(cell, H, dtype, fuse=True, scan=True):
@@ -51,9 +79,19 @@ def make_minigrad(cell, H, dtype, fuse=True, scan=True):
     mg.set_default_dtype(dtype)
     try:
         mg.manual_seed(0)
-        model = LanguageModel(V, E, H, cell=cell)
+        lm_cell = {"gru_rb": "gru", "irnn": "rnn_relu"}.get(cell, cell)
+        model = LanguageModel(V, E, H, cell=lm_cell)
+        if cell == "irnn":  # W_hh = I and zero biases after construction, as Le et al.
+            identity_init_(model.encoder.rnn, input_std=IRNN_INPUT_STD)
+            with mg.no_grad():
+                model.encoder.embedding.weight.data *= IRNN_EMBEDDING_SCALE
     finally:
         mg.set_default_dtype(previous)
+    if cell == "gru_rb":
+        # LanguageModel passes no GRU options on; both forms have the same parameters and the
+        # layer reads the flag at each step, so switching it before the first step gives Cho et
+        # al.'s form (check_equal holds it to the NumPy baseline's reset-before equations).
+        model.encoder.rnn.reset_after = False
     model.encoder.rnn.fuse = fuse
     model.encoder.rnn.scan = scan
     params = {NAMES[k]: np.array(v) for k, v in model.state_dict().items()}
@@ -76,14 +114,21 @@ def minigrad_step(model, tokens, targets):
     return loss
 
 
-def numpy_step(cell, p, tokens, targets, H, dtype):
+def numpy_loss_and_grads(cell, p, tokens, targets, H, dtype):
+    """The hand-written BPTT of `cell` from a zero state: (loss, gradients by parameter name)."""
     h0 = np.zeros((B, H), dtype)
     if cell == "lstm":
         loss, grads, _ = numpy_baseline.lstm_lm(p, tokens, targets, h0, h0)
-    elif cell == "gru":
-        loss, grads, _ = numpy_baseline.gru_lm(p, tokens, targets, h0)
+    elif cell in ("gru", "gru_rb"):
+        loss, grads, _ = numpy_baseline.gru_lm(p, tokens, targets, h0, reset_after=cell == "gru")
     else:
-        loss, grads, _ = numpy_baseline.rnn_lm(p, tokens, targets, h0)
+        nonlinearity = "relu" if cell == "irnn" else "tanh"
+        loss, grads, _ = numpy_baseline.rnn_lm(p, tokens, targets, h0, nonlinearity)
+    return loss, grads
+
+
+def numpy_step(cell, p, tokens, targets, H, dtype):
+    loss, grads = numpy_loss_and_grads(cell, p, tokens, targets, H, dtype)
     numpy_baseline.sgd_step(p, grads, LR)
     return loss, grads
 
@@ -92,7 +137,8 @@ def make_torch(cell, params, dtype):
     import torch
 
     torch.set_num_threads(2)
-    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    name, options = TORCH_LAYERS[cell]
+    layer = getattr(torch.nn, name)
     H = params["rnn.weight_hh_l0"].shape[1]
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
 
@@ -100,7 +146,7 @@ def make_torch(cell, params, dtype):
         def __init__(self):
             super().__init__()
             self.embed = torch.nn.Embedding(V, E)
-            self.rnn = layer(E, H)
+            self.rnn = layer(E, H, **options)
             self.fc = torch.nn.Linear(H, V)
 
         def forward(self, x):
@@ -142,16 +188,12 @@ def check_equal(cell, H, use_torch, fuse=True) -> float:
     mg_loss = minigrad_loss(model, tokens, targets)
     mg_loss.backward()
     loss = mg_loss.item()
-    ref_loss, ref_grads, *_ = {
-        "lstm": lambda: numpy_baseline.lstm_lm(params, tokens, targets, *[np.zeros((B, H))] * 2),
-        "gru": lambda: numpy_baseline.gru_lm(params, tokens, targets, np.zeros((B, H))),
-        "rnn": lambda: numpy_baseline.rnn_lm(params, tokens, targets, np.zeros((B, H))),
-    }[cell]()
+    ref_loss, ref_grads = numpy_loss_and_grads(cell, params, tokens, targets, H, np.float64)
     worst = abs(loss - ref_loss)
     grads = {NAMES[n]: p.grad for n, p in model.named_parameters()}
     for name, g in ref_grads.items():
         worst = max(worst, float(np.abs(grads[name] - g).max()))
-    if use_torch:
+    if use_torch and cell in TORCH_LAYERS:
         import torch
 
         tmodel = make_torch(cell, params, np.float64)
@@ -189,7 +231,7 @@ def time_peers(cell, H, repeat, use_torch, clock=time.perf_counter):
             peers[name]()
             times[name].append(clock() - t)
     result = {name: float(np.median(ts) * 1e3) for name, ts in times.items()}
-    if use_torch:
+    if use_torch and cell in TORCH_LAYERS:
         # PyTorch on its own, after the others: its OpenMP threads keep spinning on both cores
         # after each call, which slowed whichever peer ran next by up to 1.5-2x.
         import torch
@@ -206,9 +248,72 @@ def time_peers(cell, H, repeat, use_torch, clock=time.perf_counter):
     return result
 
 
+def table_header(use_torch):
+    header = "| cell | H | minigrad ms | unrolled ms | scan unfused ms | NumPy BPTT ms "
+    header += "| minigrad / NumPy | minigrad / unrolled |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    if use_torch:
+        header += " torch fused ms | minigrad / torch |"
+        rule += "---|---|"
+    header += " tokens/s (minigrad) | max diff float64 |"
+    rule += "---|---|"
+    return [header, rule]
+
+
+def ratios(t):
+    """minigrad's time over each reference peer's, of those that ran."""
+    out = {"minigrad/numpy": t["minigrad"] / t["numpy"]}
+    out["minigrad/unrolled"] = t["minigrad"] / t["unrolled"]
+    if "torch" in t:
+        out["minigrad/torch"] = t["minigrad"] / t["torch"]
+    return out
+
+
+def table_row(cell, H, t, diff, use_torch):
+    r = ratios(t)
+    row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['unrolled']:.1f} | {t['unfused']:.1f} "
+    row += f"| {t['numpy']:.1f} | {r['minigrad/numpy']:.2f} | {r['minigrad/unrolled']:.2f} |"
+    if use_torch:  # a cell PyTorch has no layer for gets a dash, not a figure
+        if "torch" in t:
+            row += f" {t['torch']:.1f} | {r['minigrad/torch']:.2f} |"
+        else:
+            row += " — | — |"
+    row += f" {B * T / t['minigrad'] * 1e3:,.0f} | {diff:.1e} |"
+    return row
+
+
+def json_record(cell, H, t, diff, clock_kind, repeat):
+    """One row's measured figures for other scripts: milliseconds per step by peer (median)."""
+    return {
+        "cell": cell,
+        "H": H,
+        "ms": dict(t),
+        "ratios": ratios(t),
+        "tokens_per_s": B * T / t["minigrad"] * 1e3,
+        "max_diff_float64": diff,
+        "clock": clock_kind,
+        "repeat": repeat,
+    }
+
+
+def write_json(path, records, repeat, clock_kind):
+    document = {
+        "workload": {"B": B, "T": T, "E": E, "V": V, "dtype": "float32", "lr": LR},
+        "clock": clock_kind,
+        "repeat": repeat,
+        "machine": platform.processor() or platform.machine(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "malloc_tuned": bool(mg.allocator.tuned),
+        "rows": records,
+    }
+    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--cells", nargs="+", default=None, choices=["lstm", "gru", "rnn"])
+    p.add_argument("--cells", nargs="+", default=None, choices=CELLS)
     p.add_argument("--hidden", nargs="+", type=int, default=None)
     p.add_argument("--repeat", type=int, default=20, help="timed steps per peer (median)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -218,8 +323,14 @@ def main(argv=None):
         help="time CPU seconds of this process, not wall-clock: with OPENBLAS_NUM_THREADS=1 "
         "the cost of a step whatever else loads a shared machine (PyTorch is left out)",
     )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write every row's figures to PATH as JSON (rewritten after each row)",
+    )
     args = p.parse_args(argv)
     clock = time.process_time if args.cpu else time.perf_counter
+    clock_kind = "cpu" if args.cpu else "wall"
     if args.cpu:
         args.no_torch = True
     use_torch = have_torch() and not args.no_torch
@@ -228,28 +339,18 @@ def main(argv=None):
     else:
         configs = [(c, h) for c in (args.cells or ["lstm"]) for h in (args.hidden or [128])]
 
-    header = "| cell | H | minigrad ms | unrolled ms | scan unfused ms | NumPy BPTT ms "
-    header += "| minigrad / NumPy | minigrad / unrolled |"
-    rule = "|---|---|---|---|---|---|---|---|"
-    if use_torch:
-        header += " torch fused ms | minigrad / torch |"
-        rule += "---|---|"
-    header += " tokens/s (minigrad) | max diff float64 |"
-    rule += "---|---|"
-    lines = [header, rule]
-    print(header, flush=True)
-    print(rule, flush=True)
+    lines = table_header(use_torch)
+    for line in lines:
+        print(line, flush=True)
+    records = []
     for cell, H in configs:
         diff = max(check_equal(cell, H, use_torch), check_equal(cell, H, use_torch, False))
         t = time_peers(cell, H, args.repeat, use_torch, clock)
-        row = f"| {cell} | {H} | {t['minigrad']:.1f} | {t['unrolled']:.1f} | {t['unfused']:.1f} "
-        row += f"| {t['numpy']:.1f} | {t['minigrad'] / t['numpy']:.2f} | "
-        row += f"{t['minigrad'] / t['unrolled']:.2f} |"
-        if use_torch:
-            row += f" {t['torch']:.1f} | {t['minigrad'] / t['torch']:.2f} |"
-        row += f" {B * T / t['minigrad'] * 1e3:,.0f} | {diff:.1e} |"
-        lines.append(row)
-        print(row, flush=True)
+        lines.append(table_row(cell, H, t, diff, use_torch))
+        print(lines[-1], flush=True)
+        records.append(json_record(cell, H, t, diff, clock_kind, args.repeat))
+        if args.json:
+            write_json(args.json, records, args.repeat, clock_kind)
     note = (
         f"\n{platform.processor() or platform.machine()}, {mg.__name__} on NumPy "
         f"{np.__version__}, Python {platform.python_version()}; B={B}, T={T}, E={E}, V={V}, "

@@ -1,10 +1,11 @@
 """The zero-framework-overhead baseline: char-LM training steps with BPTT written by hand in NumPy.
 
-Embedding -> recurrent layer (LSTM, GRU or tanh RNN, PyTorch's equations and parameter layout)
--> Linear -> mean cross-entropy over T*B tokens. Each function returns the loss, the gradients
-(named as the minigrad/PyTorch parameters) and the final state. It uses the same large-matmul
-tricks a careful hand implementation would: one input projection for all steps, and one weight
-gradient product over all T*B rows.
+Embedding -> recurrent layer -> Linear -> mean cross-entropy over T*B tokens; the layer an LSTM,
+a GRU (PyTorch's form or Cho et al.'s) or an Elman RNN (tanh or relu), with PyTorch's equations
+and parameter layout. Each function returns the loss, the gradients (named as the
+minigrad/PyTorch parameters) and the final state. It uses the same large-matmul tricks a careful
+hand implementation would: one input projection for all steps, and one weight gradient product
+over all T*B rows.
 """
 
 import numpy as np
@@ -84,8 +85,10 @@ def lstm_lm(p, tokens, targets, h0, c0):
     return loss, grads, (hs[T], cs[T])
 
 
-def gru_lm(p, tokens, targets, h0):
-    """PyTorch's GRU: r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
+def gru_lm(p, tokens, targets, h0, reset_after=True):
+    """The GRU, gates r, z, n; h' = (1 - z) * n + z * h. reset_after=True is PyTorch's form,
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); False is Cho et al.'s 2014 form,
+    n = tanh(W_in x + b_in + W_hn (r * h) + b_hn). Both take the same parameters."""
     T, B = tokens.shape
     H = h0.shape[1]
     x = p["embed.weight"][tokens]
@@ -93,40 +96,66 @@ def gru_lm(p, tokens, targets, h0):
     w_hh, b_hh = p["rnn.weight_hh_l0"], p["rnn.bias_hh_l0"]
     hs = np.empty((T + 1, B, H), h0.dtype)
     hs[0] = h0
+    # reset-before: r * h at every step, W_hn's input, kept for W_hn's gradient product
+    rh = None if reset_after else np.empty((T, B, H), h0.dtype)
     saved = []
     for t in range(T):
-        hp = hs[t] @ w_hh.T + b_hh
-        r = _sigmoid(xp[t, :, :H] + hp[:, :H])
-        z = _sigmoid(xp[t, :, H : 2 * H] + hp[:, H : 2 * H])
-        n = np.tanh(xp[t, :, 2 * H :] + r * hp[:, 2 * H :])
+        if reset_after:
+            hp = hs[t] @ w_hh.T + b_hh
+            r = _sigmoid(xp[t, :, :H] + hp[:, :H])
+            z = _sigmoid(xp[t, :, H : 2 * H] + hp[:, H : 2 * H])
+            hn = hp[:, 2 * H :]  # W_hn h + b_hn, for dr
+            n = np.tanh(xp[t, :, 2 * H :] + r * hn)
+        else:
+            hp = hs[t] @ w_hh[: 2 * H].T + b_hh[: 2 * H]
+            r = _sigmoid(xp[t, :, :H] + hp[:, :H])
+            z = _sigmoid(xp[t, :, H : 2 * H] + hp[:, H:])
+            np.multiply(r, hs[t], out=rh[t])
+            n = np.tanh(xp[t, :, 2 * H :] + rh[t] @ w_hh[2 * H :].T + b_hh[2 * H :])
+            hn = None  # dr needs h instead
         hs[t + 1] = (1 - z) * n + z * hs[t]
-        saved.append((r, z, n, hp[:, 2 * H :]))
+        saved.append((r, z, n, hn))
     loss, dhs, grads = _head_forward_backward(p, hs[1:], targets)
 
     dxp = np.empty((T, B, 3 * H), h0.dtype)  # d(input projection)
-    dhp = np.empty((T, B, 3 * H), h0.dtype)  # d(h @ W_hh^T + b_hh)
+    # d(the recurrent products + b_hh): in the reset-before form the same as dxp
+    dhp = np.empty((T, B, 3 * H), h0.dtype) if reset_after else dxp
     dh_next = np.zeros_like(h0)
     for t in reversed(range(T)):
         r, z, n, hn = saved[t]
         dh = dhs[t] + dh_next
         dn = dh * (1 - z) * (1 - n * n)
         dz = dh * (hs[t] - n) * z * (1 - z)
-        dr = dn * hn * r * (1 - r)
-        dxp[t] = np.concatenate([dr, dz, dn], axis=1)
-        dhp[t] = np.concatenate([dr, dz, dn * r], axis=1)
-        dh_next = dh * z + dhp[t] @ w_hh
+        if reset_after:
+            dr = dn * hn * r * (1 - r)
+        else:
+            d_rh = dn @ w_hh[2 * H :]  # d(r * h)
+            dr = d_rh * hs[t] * r * (1 - r)
+        np.concatenate([dr, dz, dn], axis=1, out=dxp[t])
+        if reset_after:
+            np.concatenate([dr, dz, dn * r], axis=1, out=dhp[t])
+            dh_next = dh * z + dhp[t] @ w_hh
+        else:
+            dh_next = dh * z + d_rh * r + dhp[t, :, : 2 * H] @ w_hh[: 2 * H]
     flat_dxp = dxp.reshape(T * B, -1)
     flat_dhp = dhp.reshape(T * B, -1)
     grads["rnn.weight_ih_l0"] = flat_dxp.T @ x.reshape(T * B, -1)
     grads["rnn.bias_ih_l0"] = flat_dxp.sum(axis=0)
-    grads["rnn.weight_hh_l0"] = flat_dhp.T @ hs[:-1].reshape(T * B, -1)
+    flat_h = hs[:-1].reshape(T * B, -1)
+    if reset_after:
+        grads["rnn.weight_hh_l0"] = flat_dhp.T @ flat_h
+    else:  # W_hn multiplies r * h, not h
+        grads["rnn.weight_hh_l0"] = np.concatenate(
+            [flat_dhp[:, : 2 * H].T @ flat_h, flat_dhp[:, 2 * H :].T @ rh.reshape(T * B, -1)]
+        )
     grads["rnn.bias_hh_l0"] = flat_dhp.sum(axis=0)
     _embedding_backward(p, tokens, (flat_dxp @ p["rnn.weight_ih_l0"]).reshape(x.shape), grads)
     return loss, grads, hs[T]
 
 
-def rnn_lm(p, tokens, targets, h0):
-    """Elman/tanh RNN: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+def rnn_lm(p, tokens, targets, h0, nonlinearity="tanh"):
+    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu (the IRNN's
+    cell; its identity initialisation is the caller's)."""
     T, B = tokens.shape
     H = h0.shape[1]
     x = p["embed.weight"][tokens]
@@ -137,12 +166,19 @@ def rnn_lm(p, tokens, targets, h0):
     hs = np.empty((T + 1, B, H), h0.dtype)
     hs[0] = h0
     for t in range(T):
-        hs[t + 1] = np.tanh(xp[t] + hs[t] @ w_hh.T)
+        a = xp[t] + hs[t] @ w_hh.T
+        if nonlinearity == "tanh":
+            np.tanh(a, out=hs[t + 1])
+        else:
+            np.maximum(a, 0, out=hs[t + 1])
     loss, dhs, grads = _head_forward_backward(p, hs[1:], targets)
     da = np.empty((T, B, H), h0.dtype)
     dh_next = np.zeros_like(h0)
     for t in reversed(range(T)):
-        da[t] = (dhs[t] + dh_next) * (1 - hs[t + 1] * hs[t + 1])  # diag(1 - h^2)
+        h = hs[t + 1]
+        # f'(a) from f(a): 1 - h^2 for tanh, (a > 0) = (h > 0) for relu
+        slope = 1 - h * h if nonlinearity == "tanh" else h > 0
+        da[t] = (dhs[t] + dh_next) * slope
         dh_next = da[t] @ w_hh
     _recurrent_weight_grads(p, grads, x, hs[:-1], da)
     _embedding_backward(
