@@ -1,35 +1,72 @@
-"""The char-LM step against every way PyTorch runs an LSTM, each peer in its own process,
-with a roofline: each peer's achieved GFLOP/s against the measured GEMM floor of the step.
+"""The char-LM step against every way PyTorch runs an LSTM or a GRU, each peer in its own
+process, with a roofline: each peer's achieved GFLOP/s against the measured GEMM floor.
 
     python benchmarks/torch_peers.py --hidden 64 256 --rounds 3 --steps 10
+    python benchmarks/torch_peers.py --cell gru --hidden 64 256
     python benchmarks/torch_peers.py --hidden 64 --compile      # adds the torch.compile peers
+    python benchmarks/torch_peers.py --hidden 64 --custom       # adds two cells no library ships
+    python benchmarks/torch_peers.py --hidden 64 --json out.json  # every number, for a driver
 
-The workload of benchmarks/lstm_lm.py (Embedding(65, 64) -> LSTM(64, H) -> Linear(H, 65),
-B=32, T=64, float32, mean cross-entropy, backward, SGD), from the same initial weights. Peers:
-  minigrad        models.LSTM, the cell a plain composition of ops, fused (the default: the
-                  time loop as one scan node)
+The workload of benchmarks/lstm_lm.py (Embedding(65, 64) -> LSTM or GRU(64, H) -> Linear(H, 65),
+B=32, T=64, float32, mean cross-entropy, backward, SGD), from the same initial weights. Peers
+(--cell lstm|gru; the GRU in PyTorch's form r, z, n with n = tanh(W_in x + b_in + r * (W_hn h +
+b_hn))):
+  minigrad        models.LSTM / models.GRU, the cell a plain composition of ops, fused (the
+                  default: the time loop as one scan node)
   minigrad_unrolled  the same with scan=False: the explicit unroll, one graph node per op per step
   numpy           the BPTT written by hand (benchmarks/numpy_baseline.py)
   torch_eager     the same cell written as torch ops, a Python loop over T
   torch_script    that cell under torch.jit.script
   torch_compile   that cell under torch.compile            (--compile: minutes to compile)
   torch_compile_seq  the whole loop over T under torch.compile  (--compile)
-  torch_lstm      torch.nn.LSTM: PyTorch's fused C++ layer
+  torch_lstm / torch_gru  torch.nn.LSTM / torch.nn.GRU: PyTorch's fused C++ layer
+With --custom (LSTM only), two LSTM variants that no library ships as a layer, each written as
+plain minigrad ops in a step function and run by `mg.fuse(step).scan(xs, (h0, c0), weights)`,
+the way a user would write a new cell (docs/fusion.md). Their ratio to minigrad answers whether
+a cell of one's own runs as fast as the library's LSTM of the same size:
+  minigrad_peephole   peephole LSTM (Gers & Schmidhuber 2000), gates i, f, g, o as PyTorch:
+                        i = sigma(a_i + p_i * c_{t-1}),  f = sigma(a_f + p_f * c_{t-1})
+                        c_t = f * c_{t-1} + i * tanh(a_g)
+                        o = sigma(a_o + p_o * c_t),      h_t = o * tanh(c_t)
+                      a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh; p_i, p_f, p_o of shape (H,)
+  minigrad_layernorm  layer-normalised LSTM (Ba, Kiros & Hinton 2016, "Layer Normalization",
+                      section 3.2's LSTM, in PyTorch's gate order i, f, g, o):
+                        a = LN(W_hh h_{t-1}; gamma_hh, beta_hh) + LN(W_ih x_t; gamma_ih, beta_ih)
+                            + b_ih + b_hh
+                        c_t = sigma(a_f) * c_{t-1} + sigma(a_i) * tanh(a_g)
+                        h_t = sigma(a_o) * tanh(LN(c_t; gamma_c, beta_c))
+                      LN(z; gamma, beta) = gamma * (z - mean(z)) / sqrt(var(z) + 1e-5) + beta,
+                      mean and (biased) variance over the last axis: all 4H pre-activations for
+                      the two gate terms, the H cells for c_t. LN(W_ih x_t) needs no state, so
+                      it runs on all T steps before the loop, as the input projection does.
+Their extra parameters are drawn from a seeded generator and saved with the other weights:
+peepholes from U(-1/sqrt(H), 1/sqrt(H)) as the LSTM's weights, layer-norm gains from U(0.9, 1.1)
+and shifts from U(-0.1, 0.1) (not exactly 1 and 0, so that the float64 check would see a gain or a
+shift dropped or swapped). They add no matrix product: their GEMM floor is the LSTM's.
+
 Every peer runs in a fresh process (PyTorch's OpenMP threads spin against OpenBLAS's and slow
 NumPy in the same process), --rounds times in rotating order; each process times --steps steps
 after warm-up and reports their median; the table gives the median over rounds. Before timing,
-each peer's loss and gradients are checked in float64 against the NumPy baseline.
+each peer's loss and gradients are checked in float64 against the NumPy baseline; a custom
+cell's against its twin written in torch ops (the same equations and weights, PyTorch's own
+layer_norm), every gradient of both compared.
 
 Roofline: the step's matrix products are listed with their exact shapes (forward, backward,
 and the weight gradients as one product over T*B rows, as both minigrad and the NumPy baseline
 compute them) and timed alone, in their own process, with NumPy and with PyTorch: the sum is
 the GEMM floor of the step on this machine. "GFLOP/s" is the step's matmul FLOPs over its time;
 "floor / step" is how close a peer comes to doing nothing but those products.
+
+--json PATH writes every number measured (per H: each peer's ms per round and their median, the
+seconds each peer's process took, the GEMM floors, the step's GFLOP, each peer's float64 max
+difference and what it was checked against), rewritten after each H.
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -41,12 +78,72 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 B, T, E, V = 32, 64, 64, 65
 LR = 0.1
-PEERS = ["minigrad", "minigrad_unrolled", "numpy", "torch_eager", "torch_script", "torch_lstm"]
+LN_EPS = 1e-5
+GATES = {"lstm": 4, "gru": 3}
 COMPILED = ["torch_compile", "torch_compile_seq"]
+CUSTOM = ["minigrad_peephole", "minigrad_layernorm"]
+# Each custom cell's float64 reference: the same equations in torch ops (never timed).
+TWINS = {"minigrad_peephole": "torch_peephole", "minigrad_layernorm": "torch_layernorm"}
+# The weights every LSTM/GRU peer reads (PyTorch's names; lstm_lm.NAMES maps minigrad's here).
+LAYER_KEYS = (
+    "embed.weight",
+    "rnn.weight_ih_l0",
+    "rnn.weight_hh_l0",
+    "rnn.bias_ih_l0",
+    "rnn.bias_hh_l0",
+    "fc.weight",
+    "fc.bias",
+)
+PEEPHOLE_KEYS = ("cell.peephole_i", "cell.peephole_f", "cell.peephole_o")
+LAYERNORM_KEYS = (
+    "cell.ln_ih.weight",
+    "cell.ln_ih.bias",
+    "cell.ln_hh.weight",
+    "cell.ln_hh.bias",
+    "cell.ln_c.weight",
+    "cell.ln_c.bias",
+)
+EXTRA_KEYS = {
+    "minigrad_peephole": PEEPHOLE_KEYS,
+    "torch_peephole": PEEPHOLE_KEYS,
+    "minigrad_layernorm": LAYERNORM_KEYS,
+    "torch_layernorm": LAYERNORM_KEYS,
+}
+
+
+def base_peers(cell):
+    return [
+        "minigrad",
+        "minigrad_unrolled",
+        "numpy",
+        "torch_eager",
+        "torch_script",
+        f"torch_{cell}",
+    ]
+
+
+def known_peers(cell):
+    return base_peers(cell) + COMPILED + (CUSTOM if cell == "lstm" else [])
+
+
+def choose_peers(cell, compiled=False, custom=False, subset=None):
+    """The peers to time: a subset as named, else the base ones plus those asked for."""
+    if custom and cell != "lstm":
+        raise ValueError("--custom: the custom cells are LSTM variants (use --cell lstm)")
+    if subset:
+        unknown = [p for p in subset if p not in known_peers(cell)]
+        if unknown:
+            raise ValueError(f"unknown peer(s) {unknown} for --cell {cell}: {known_peers(cell)}")
+        return list(subset)
+    return base_peers(cell) + (COMPILED if compiled else []) + (CUSTOM if custom else [])
 
 
 def matmul_shapes(H, G=4):
-    """(m, k, n) of every matrix product of one step: (m, k) @ (k, n)."""
+    """(m, k, n) of every matrix product of one step: (m, k) @ (k, n); G = 4 (LSTM) or 3 (GRU).
+
+    The two cells make the same products, G gate blocks wide: the GRU's W_hn h + b_hn is part
+    of the step's h @ W_hh^T, and its backward sends all 3H gate gradients through W_hh at once.
+    """
     TB = T * B
     forward = [(TB, E, G * H)] + [(B, H, G * H)] * T + [(TB, H, V)]
     backward = [(V, TB, H), (TB, V, H)]  # head: weight gradient, input gradient
@@ -55,8 +152,8 @@ def matmul_shapes(H, G=4):
     return forward + backward
 
 
-def step_flops(H) -> float:
-    return float(sum(2 * m * k * n for m, k, n in matmul_shapes(H)))
+def step_flops(H, G=4) -> float:
+    return float(sum(2 * m * k * n for m, k, n in matmul_shapes(H, G)))
 
 
 # ----- the peers, each run in its own process (--run) -----------------------------------------
@@ -65,33 +162,112 @@ def _data(seed=0):
     return rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
 
 
-def _minigrad_peer(params, H, dtype, scan=True):
+def _minigrad_peer(cell, params, H, dtype, scan=True):
     sys.path.insert(0, str(HERE))
     import lstm_lm
 
     import minigrad as mg
 
     dtype = mg.float64 if dtype == "float64" else mg.float32
-    model, _ = lstm_lm.make_minigrad("lstm", H, dtype, scan=scan)
+    model, _ = lstm_lm.make_minigrad(cell, H, dtype, scan=scan)
     names = {v: k for k, v in lstm_lm.NAMES.items()}
     model.load_state_dict({names[k]: v for k, v in params.items()})
 
+    def loss_of(tokens, targets):
+        return lstm_lm.minigrad_loss(model, tokens, targets)
+
+    named = {lstm_lm.NAMES[n]: p for n, p in model.named_parameters()}
+    return _minigrad_training_step(loss_of, named)
+
+
+def _minigrad_training_step(loss_of, named):
+    """step(tokens, targets, update) -> (loss, {name: gradient}) for minigrad tensors `named`."""
+    import minigrad as mg
+
     def step(tokens, targets, update=True):
-        loss = lstm_lm.minigrad_loss(model, tokens, targets)
-        for p in model.parameters():
+        loss = loss_of(tokens, targets)
+        for p in named.values():
             p.grad = None
         loss.backward()
-        grads = {lstm_lm.NAMES[n]: p.grad for n, p in model.named_parameters()}
         if update:
             with mg.no_grad():
-                for p in model.parameters():
+                for p in named.values():
                     p.data -= LR * p.grad
-        return loss.item(), grads
+        return loss.item(), {k: p.grad for k, p in named.items()}
 
     return step
 
 
-def _numpy_peer(params, H, dtype):
+def _minigrad_custom_cells():
+    """name -> (step of the scan, its gate input for all T steps, the recurrent weights' keys)."""
+    import minigrad.nn.functional as F
+
+    def peephole_step(x, state, weights):
+        h, c = state
+        w_hh, p_i, p_f, p_o = weights
+        a_i, a_f, a_g, a_o = (x + F.linear(h, w_hh)).chunk(4, axis=-1)
+        i = (a_i + p_i * c).sigmoid()
+        f = (a_f + p_f * c).sigmoid()
+        c = f * c + i * a_g.tanh()
+        o = (a_o + p_o * c).sigmoid()
+        return o * c.tanh(), c
+
+    def layernorm_step(x, state, weights):
+        h, c = state
+        w_hh, gamma_hh, beta_hh, gamma_c, beta_c = weights
+        recurrent = F.layer_norm(F.linear(h, w_hh), w_hh.shape[0], gamma_hh, beta_hh, LN_EPS)
+        a_i, a_f, a_g, a_o = (x + recurrent).chunk(4, axis=-1)
+        c = a_f.sigmoid() * c + a_i.sigmoid() * a_g.tanh()
+        normed = F.layer_norm(c, c.shape[-1], gamma_c, beta_c, LN_EPS)
+        return a_o.sigmoid() * normed.tanh(), c
+
+    def lstm_input(w, x):
+        return F.linear(x, w["rnn.weight_ih_l0"], w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"])
+
+    def layernorm_input(w, x):
+        projected = F.linear(x, w["rnn.weight_ih_l0"])
+        normed = F.layer_norm(
+            projected, projected.shape[-1], w["cell.ln_ih.weight"], w["cell.ln_ih.bias"], LN_EPS
+        )
+        return normed + (w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"])
+
+    ln_recurrent = ("rnn.weight_hh_l0", "cell.ln_hh.weight", "cell.ln_hh.bias")
+    return {
+        "minigrad_peephole": (peephole_step, lstm_input, ("rnn.weight_hh_l0", *PEEPHOLE_KEYS)),
+        "minigrad_layernorm": (
+            layernorm_step,
+            layernorm_input,
+            (*ln_recurrent, "cell.ln_c.weight", "cell.ln_c.bias"),
+        ),
+    }
+
+
+def _minigrad_custom_peer(peer, params, H, dtype):
+    """A custom LSTM cell: plain minigrad ops, the time loop one scan node."""
+    import minigrad as mg
+    import minigrad.nn.functional as F
+    from minigrad.fusion.scan import scan_reason
+
+    mg_dtype = mg.float64 if dtype == "float64" else mg.float32
+    w = {k: mg.tensor(v, dtype=mg_dtype, requires_grad=True) for k, v in params.items()}
+    cell_step, gate_input, recurrent_keys = _minigrad_custom_cells()[peer]
+    program = mg.fuse(cell_step)
+    recurrent = tuple(w[k] for k in recurrent_keys)
+
+    def loss_of(tokens, targets):
+        gi = gate_input(w, F.embedding(tokens, w["embed.weight"]))
+        zeros = mg.zeros(B, H, dtype=mg_dtype)
+        scanned = program.scan(gi, (zeros, zeros), recurrent)
+        if scanned is None:  # time the scan or nothing: an unroll would be another peer
+            why = scan_reason(program, gi, (zeros, zeros), recurrent)
+            raise RuntimeError(f"{peer}: the step cannot be scanned: {why}")
+        logits = F.linear(scanned[0], w["fc.weight"], w["fc.bias"])
+        return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+
+    return _minigrad_training_step(loss_of, w)
+
+
+def _numpy_peer(cell, params, H):
     sys.path.insert(0, str(HERE))
     import numpy_baseline
 
@@ -99,7 +275,10 @@ def _numpy_peer(params, H, dtype):
 
     def step(tokens, targets, update=True):
         h0 = np.zeros((B, H), p["rnn.weight_hh_l0"].dtype)
-        loss, grads, _ = numpy_baseline.lstm_lm(p, tokens, targets, h0, h0)
+        if cell == "gru":
+            loss, grads, _ = numpy_baseline.gru_lm(p, tokens, targets, h0)
+        else:
+            loss, grads, _ = numpy_baseline.lstm_lm(p, tokens, targets, h0, h0)
         if update:
             numpy_baseline.sgd_step(p, grads, LR)
         return float(loss), grads
@@ -107,51 +286,104 @@ def _numpy_peer(params, H, dtype):
     return step
 
 
-def _torch_peer(kind, params, H, dtype):
-    import torch
+def _torch_cells(torch):
+    """name -> (cell(x_t, *state, *weights) -> new state tuple, the recurrent weights' keys,
+    the gate input for all T steps from the embedded tokens)."""
+    layer_norm = torch.nn.functional.layer_norm
 
-    tdtype = torch.float64 if dtype == "float64" else torch.float32
-    w = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
-
-    def cell(gi, h, c, w_hh):
+    def lstm_cell(gi, h, c, w_hh):
         i, f, g, o = (gi + h @ w_hh.t()).chunk(4, 1)
         i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
         c = f * c + i * g
         return o * c.tanh(), c
 
-    if kind == "torch_script":
-        cell = torch.jit.script(cell)
-    elif kind == "torch_compile":
-        cell = torch.compile(cell)
+    def gru_cell(gi, h, w_hh, b_hh):
+        i_r, i_z, i_n = gi.chunk(3, 1)
+        h_r, h_z, h_n = (h @ w_hh.t() + b_hh).chunk(3, 1)
+        r = (i_r + h_r).sigmoid()
+        z = (i_z + h_z).sigmoid()
+        n = (i_n + r * h_n).tanh()
+        return ((1 - z) * n + z * h,)
 
-    def sequence(gi, h, c, w_hh):
+    def peephole_cell(gi, h, c, w_hh, p_i, p_f, p_o):
+        a_i, a_f, a_g, a_o = (gi + h @ w_hh.t()).chunk(4, 1)
+        i = (a_i + p_i * c).sigmoid()
+        f = (a_f + p_f * c).sigmoid()
+        c = f * c + i * a_g.tanh()
+        o = (a_o + p_o * c).sigmoid()
+        return o * c.tanh(), c
+
+    def layernorm_cell(gi, h, c, w_hh, gamma_hh, beta_hh, gamma_c, beta_c):
+        a = gi + layer_norm(h @ w_hh.t(), gamma_hh.shape, gamma_hh, beta_hh, LN_EPS)
+        a_i, a_f, a_g, a_o = a.chunk(4, 1)
+        c = a_f.sigmoid() * c + a_i.sigmoid() * a_g.tanh()
+        return a_o.sigmoid() * layer_norm(c, gamma_c.shape, gamma_c, beta_c, LN_EPS).tanh(), c
+
+    def lstm_input(w, x):
+        return x @ w["rnn.weight_ih_l0"].t() + w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"]
+
+    def gru_input(w, x):  # b_hn stays inside r * (...): b_hh is the cell's
+        return x @ w["rnn.weight_ih_l0"].t() + w["rnn.bias_ih_l0"]
+
+    def layernorm_input(w, x):
+        gamma, beta = w["cell.ln_ih.weight"], w["cell.ln_ih.bias"]
+        normed = layer_norm(x @ w["rnn.weight_ih_l0"].t(), gamma.shape, gamma, beta, LN_EPS)
+        return normed + w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"]
+
+    ln_keys = ("rnn.weight_hh_l0", "cell.ln_hh.weight", "cell.ln_hh.bias")
+    return {
+        "lstm": (lstm_cell, ("rnn.weight_hh_l0",), lstm_input),
+        "gru": (gru_cell, ("rnn.weight_hh_l0", "rnn.bias_hh_l0"), gru_input),
+        "torch_peephole": (peephole_cell, ("rnn.weight_hh_l0", *PEEPHOLE_KEYS), lstm_input),
+        "torch_layernorm": (
+            layernorm_cell,
+            (*ln_keys, "cell.ln_c.weight", "cell.ln_c.bias"),
+            layernorm_input,
+        ),
+    }
+
+
+def _torch_peer(kind, cell, params, H, dtype):
+    import torch
+
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    w = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
+    twin = kind in TWINS.values()
+    step_cell, recurrent_keys, gate_input = _torch_cells(torch)[kind if twin else cell]
+    if kind == "torch_script":
+        step_cell = torch.jit.script(step_cell)
+    elif kind == "torch_compile":
+        step_cell = torch.compile(step_cell)
+    n_states = 2 if cell == "lstm" else 1
+
+    def sequence(gi, state, weights):
         outs = []
         for t in range(gi.shape[0]):
-            h, c = cell(gi[t], h, c, w_hh)
-            outs.append(h)
+            state = step_cell(gi[t], *state, *weights)
+            outs.append(state[0])
         return torch.stack(outs)
 
     if kind == "torch_compile_seq":
         sequence = torch.compile(sequence)
-    lstm = None
-    if kind == "torch_lstm":
-        lstm = torch.nn.LSTM(E, H).to(tdtype)
+    layer = None
+    if kind == f"torch_{cell}":
+        layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](E, H).to(tdtype)
         with torch.no_grad():
             for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-                getattr(lstm, name).copy_(w["rnn." + name])
-        w.update({"rnn." + n: p for n, p in lstm.named_parameters()})
+                getattr(layer, name).copy_(w["rnn." + name])
+        w.update({"rnn." + n: p for n, p in layer.named_parameters()})
 
     def step(tokens, targets, update=True):
         tokens, targets = torch.from_numpy(tokens), torch.from_numpy(targets)
         for p in w.values():
             p.grad = None
         x = w["embed.weight"][tokens]
-        if lstm is not None:
-            hs, _ = lstm(x)
+        if layer is not None:
+            hs, _ = layer(x)
         else:
-            gi = x @ w["rnn.weight_ih_l0"].t() + w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"]
             h0 = torch.zeros(B, H, dtype=tdtype)
-            hs = sequence(gi, h0, h0, w["rnn.weight_hh_l0"])
+            weights = tuple(w[k] for k in recurrent_keys)
+            hs = sequence(gate_input(w, x), (h0,) * n_states, weights)
         logits = hs @ w["fc.weight"].t() + w["fc.bias"]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
         loss.backward()
@@ -164,18 +396,22 @@ def _torch_peer(kind, params, H, dtype):
     return step
 
 
-def run_peer(peer, H, weights, steps, dtype, threads):
+def run_peer(peer, cell, H, weights, steps, dtype, threads):
     """In this process: check (float64: loss and gradients) or time one peer."""
-    params = {k: v.astype(dtype) for k, v in np.load(weights).items()}
+    keys = LAYER_KEYS + EXTRA_KEYS.get(peer, ())
+    stored = np.load(weights)
+    params = {k: stored[k].astype(dtype) for k in keys}
     if peer.startswith("torch"):
         import torch
 
         torch.set_num_threads(threads)
-        step = _torch_peer(peer, params, H, dtype)
+        step = _torch_peer(peer, cell, params, H, dtype)
     elif peer == "numpy":
-        step = _numpy_peer(params, H, dtype)
+        step = _numpy_peer(cell, params, H)
+    elif peer in CUSTOM:
+        step = _minigrad_custom_peer(peer, params, H, dtype)
     else:
-        step = _minigrad_peer(params, H, dtype, scan=peer != "minigrad_unrolled")
+        step = _minigrad_peer(cell, params, H, dtype, scan=peer != "minigrad_unrolled")
     tokens, targets = _data()
     if dtype == "float64":
         loss, grads = step(tokens, targets, update=False)
@@ -190,10 +426,10 @@ def run_peer(peer, H, weights, steps, dtype, threads):
     return {"ms": float(np.median(times) * 1e3)}
 
 
-def run_gemm_floor(H, library, threads, repeat=20):
+def run_gemm_floor(H, G, library, threads, repeat=20):
     """Seconds for one step's matrix products, each timed alone (median of repeat)."""
     counts = {}
-    for shape in matmul_shapes(H):
+    for shape in matmul_shapes(H, G):
         counts[shape] = counts.get(shape, 0) + 1
     total = 0.0
     if library == "torch":
@@ -217,8 +453,10 @@ def run_gemm_floor(H, library, threads, repeat=20):
 
 # ----- the driver ---------------------------------------------------------------------------
 def _spawn(args, threads):
+    """Run this script with args in a fresh process: (its JSON result, wall seconds taken)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     env["MKL_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, __file__, *args],
         env=env,
@@ -226,97 +464,204 @@ def _spawn(args, threads):
         text=True,
         check=False,
     )
+    seconds = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1]), seconds
 
 
-def check(peers, H, weights, threads):
-    ref = _spawn(["--run", "numpy", "--hidden", str(H), "--weights", weights, "--dtype",
-                  "float64"], threads)  # fmt: skip
-    worst = 0.0
+def _run_args(peer, cell, H, weights, *more):
+    return ["--run", peer, "--cell", cell, "--hidden", str(H), "--weights", weights, *more]
+
+
+def max_difference(got, ref):
+    """Largest absolute difference of loss and of every gradient; both must name the same."""
+    if set(got["grads"]) != set(ref["grads"]):
+        raise RuntimeError(f"gradients of {sorted(got['grads'])} against {sorted(ref['grads'])}")
+    diff = abs(got["loss"] - ref["loss"])
+    for k, g in ref["grads"].items():
+        diff = max(diff, float(np.abs(np.asarray(got["grads"][k]) - np.asarray(g)).max()))
+    return diff
+
+
+def check(peers, cell, H, weights, threads):
+    """{peer: (float64 max difference from its reference, the reference, seconds taken)}; the
+    reference is the NumPy baseline, a custom cell's its torch twin (NumPy itself: None)."""
+    results, refs = {}, {}
+
+    def float64_run(name):
+        return _spawn(_run_args(name, cell, H, weights, "--dtype", "float64"), threads)
+
     for peer in peers:
-        if peer == "numpy":
+        reference = TWINS.get(peer, "numpy")
+        if peer == reference:
+            results[peer] = (None, None, 0.0)
             continue
-        got = _spawn(["--run", peer, "--hidden", str(H), "--weights", weights, "--dtype",
-                      "float64"], threads)  # fmt: skip
-        diff = abs(got["loss"] - ref["loss"])
-        for k, g in ref["grads"].items():
-            diff = max(diff, float(np.abs(np.asarray(got["grads"][k]) - np.asarray(g)).max()))
-        worst = max(worst, diff)
-    return worst
+        if reference not in refs:
+            refs[reference] = float64_run(reference)[0]
+        got, seconds = float64_run(peer)
+        results[peer] = (max_difference(got, refs[reference]), reference, seconds)
+    return results
 
 
-def initial_weights(H, path):
+def initial_weights(cell, H, path, seed=2000):
+    """The layer's weights as minigrad initialises them, and (for the LSTM) the custom cells'
+    peepholes and layer-norm parameters from a seeded generator, saved to path (.npz)."""
     sys.path.insert(0, str(HERE))
     import lstm_lm
 
     import minigrad as mg
 
-    _, params = lstm_lm.make_minigrad("lstm", H, mg.float64)
+    _, params = lstm_lm.make_minigrad(cell, H, mg.float64)
+    if cell == "lstm":
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(H)
+        for key in PEEPHOLE_KEYS:
+            params[key] = rng.uniform(-bound, bound, H)
+        for key in LAYERNORM_KEYS:
+            width = H if ".ln_c." in key else 4 * H
+            low, high = (0.9, 1.1) if key.endswith(".weight") else (-0.1, 0.1)
+            params[key] = rng.uniform(low, high, width)
     np.savez(path, **params)
 
 
-def main(argv=None):
+def measure(args, peers, H, weights):
+    """One size: check every peer, then time peers and GEMM floors round by round."""
+    G = GATES[args.cell]
+    checked = check(peers, args.cell, H, weights, args.threads)
+    times = {p: [] for p in peers}
+    seconds = {p: [] for p in peers}
+    floors = {"numpy": [], "torch": []}
+    for r in range(args.rounds):
+        order = peers[r % len(peers) :] + peers[: r % len(peers)]
+        for peer in order:
+            more = ("--steps", str(args.steps))
+            got, took = _spawn(_run_args(peer, args.cell, H, weights, *more), args.threads)
+            times[peer].append(got["ms"])
+            seconds[peer].append(took)
+        for lib in floors:
+            gemm = ["--gemm", lib, "--cell", args.cell, "--hidden", str(H)]
+            floors[lib].append(_spawn(gemm, args.threads)[0]["ms"])
+    return {
+        "hidden": H,
+        "step_gflop": step_flops(H, G) / 1e9,
+        "ms": times,
+        "median_ms": {p: float(np.median(v)) for p, v in times.items()},
+        "process_s": seconds,
+        "gemm_floor_ms": floors,
+        "gemm_floor_median_ms": {lib: float(np.median(v)) for lib, v in floors.items()},
+        "max_diff_float64": {p: checked[p][0] for p in peers},
+        "checked_against": {p: checked[p][1] for p in peers},
+        "check_process_s": {p: checked[p][2] for p in peers},
+    }
+
+
+def _versions():
+    found = {"python": platform.python_version(), "numpy": np.__version__}
+    try:
+        found["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        found["torch"] = None
+    return found
+
+
+def _ratio_base(peers):
+    return "minigrad" if "minigrad" in peers else peers[0]
+
+
+def _table_row(size, peers):
+    ms = size["median_ms"]
+    base = ms[_ratio_base(peers)]
+    cells = [f"{ms[p]:.1f} ({ms[p] / base:.2f})" for p in peers]
+    floors = [f"{size['gemm_floor_median_ms'][lib]:.1f}" for lib in ("numpy", "torch")]
+    diffs = [d for d in size["max_diff_float64"].values() if d is not None]
+    worst = f"{max(diffs):.1e}" if diffs else "-"
+    return f"| {size['hidden']} | " + " | ".join(cells + floors + [worst]) + " |"
+
+
+def _print_roofline(sizes, peers):
+    print("\nRoofline: achieved GFLOP/s of the step's matmul FLOPs (floor / step time)\n")
+    print("| H | GFLOP per step | floor GFLOP/s | " + " | ".join(peers) + " |")
+    print("|---" * (len(peers) + 3) + "|")
+    for size in sizes:
+        flops = size["step_gflop"] * 1e9
+        floor = min(size["gemm_floor_median_ms"].values())
+        ms = size["median_ms"]
+        cells = [f"{flops / ms[p] / 1e6:.0f} ({floor / ms[p]:.2f})" for p in peers]
+        print(
+            f"| {size['hidden']} | {flops / 1e9:.2f} | {flops / floor / 1e6:.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+
+
+def _parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cell", choices=sorted(GATES), default="lstm")
     ap.add_argument("--hidden", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads of every peer")
     ap.add_argument("--compile", action="store_true", help="add the torch.compile peers")
+    ap.add_argument("--custom", action="store_true", help="add the custom LSTM cells (lstm)")
     ap.add_argument("--peers", nargs="+", default=None, help="a subset of the peers")
+    ap.add_argument("--json", metavar="PATH", help="write every measured number here as JSON")
     ap.add_argument("--run", help=argparse.SUPPRESS)  # inside a peer's process
     ap.add_argument("--gemm", help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
     ap.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv=None):
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.run:
         result = run_peer(
-            args.run, args.hidden[0], args.weights, args.steps, args.dtype, args.threads
+            args.run, args.cell, args.hidden[0], args.weights, args.steps, args.dtype, args.threads
         )
         print(json.dumps(result))
-        return
+        return None
     if args.gemm:
-        print(json.dumps(run_gemm_floor(args.hidden[0], args.gemm, args.threads)))
-        return
-    peers = args.peers or PEERS + (COMPILED if args.compile else [])
-    header = "| H | " + " | ".join(peers) + " | GEMM floor NumPy | GEMM floor torch |"
-    print(f"ms per step (median of {args.rounds} rounds x {args.steps} steps, {args.threads} "
-          "thread(s) each); ratios to minigrad in parentheses\n")  # fmt: skip
-    print(header)
-    print("|---" * (len(peers) + 3) + "|")
-    roofline = []
+        floor = run_gemm_floor(args.hidden[0], GATES[args.cell], args.gemm, args.threads)
+        print(json.dumps(floor))
+        return None
+    try:
+        peers = choose_peers(args.cell, args.compile, args.custom, args.peers)
+    except ValueError as e:
+        ap.error(str(e))
+    report = {
+        "cell": args.cell,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "batch": B,
+        "seq_len": T,
+        "embed": E,
+        "vocab": V,
+        "dtype": "float32",
+        "peers": peers,
+        "versions": _versions(),
+        "sizes": [],
+    }
+    print(
+        f"{args.cell.upper()}: ms per step (median of {args.rounds} rounds x {args.steps} steps, "
+        f"{args.threads} thread(s) each); ratios to {_ratio_base(peers)} in parentheses\n"
+    )
+    columns = peers + ["GEMM floor NumPy", "GEMM floor torch", "max diff float64"]
+    print("| H | " + " | ".join(columns) + " |")
+    print("|---" * (len(peers) + 4) + "|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for H in args.hidden:
             weights = os.path.join(tmp, f"w{H}.npz")
-            initial_weights(H, weights)
-            diff = check(peers, H, weights, args.threads)
-            times = {p: [] for p in peers + ["gemm_numpy", "gemm_torch"]}
-            for r in range(args.rounds):
-                order = peers[r % len(peers) :] + peers[: r % len(peers)]
-                for peer in order:
-                    got = _spawn(["--run", peer, "--hidden", str(H), "--weights", weights,
-                                  "--steps", str(args.steps)], args.threads)  # fmt: skip
-                    times[peer].append(got["ms"])
-                for lib in ("numpy", "torch"):
-                    got = _spawn(["--gemm", lib, "--hidden", str(H)], args.threads)
-                    times[f"gemm_{lib}"].append(got["ms"])
-            ms = {p: float(np.median(v)) for p, v in times.items()}
-            base = ms.get("minigrad", ms[peers[0]])
-            cells = [f"{ms[p]:.1f} ({ms[p] / base:.2f})" for p in peers]
-            floors = [f"{ms['gemm_numpy']:.1f}", f"{ms['gemm_torch']:.1f}"]
-            print(f"| {H} | " + " | ".join(cells + floors) + f" |  max diff float64 {diff:.1e}")
-            flops = step_flops(H)
-            floor = min(ms["gemm_numpy"], ms["gemm_torch"])
-            roofline.append((H, flops, floor, {p: ms[p] for p in peers}))
-    print("\nRoofline: achieved GFLOP/s of the step's matmul FLOPs (floor / step time)\n")
-    print("| H | GFLOP per step | floor GFLOP/s | " + " | ".join(peers) + " |")
-    print("|---" * (len(peers) + 3) + "|")
-    for H, flops, floor, ms in roofline:
-        cells = [f"{flops / ms[p] / 1e6:.0f} ({floor / ms[p]:.2f})" for p in peers]
-        print(
-            f"| {H} | {flops / 1e9:.2f} | {flops / floor / 1e6:.0f} | " + " | ".join(cells) + " |"
-        )
+            initial_weights(args.cell, H, weights)
+            size = measure(args, peers, H, weights)
+            report["sizes"].append(size)
+            print(_table_row(size, peers), flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    _print_roofline(report["sizes"], peers)
+    return report
 
 
 if __name__ == "__main__":
