@@ -20,29 +20,11 @@ b_hn))):
   torch_compile   that cell under torch.compile            (--compile: minutes to compile)
   torch_compile_seq  the whole loop over T under torch.compile  (--compile)
   torch_lstm / torch_gru  torch.nn.LSTM / torch.nn.GRU: PyTorch's fused C++ layer
-With --custom (LSTM only), two LSTM variants that no library ships as a layer, each written as
-plain minigrad ops in a step function and run by `mg.fuse(step).scan(xs, (h0, c0), weights)`,
-the way a user would write a new cell (docs/fusion.md). Their ratio to minigrad answers whether
-a cell of one's own runs as fast as the library's LSTM of the same size:
-  minigrad_peephole   peephole LSTM (Gers & Schmidhuber 2000), gates i, f, g, o as PyTorch:
-                        i = sigma(a_i + p_i * c_{t-1}),  f = sigma(a_f + p_f * c_{t-1})
-                        c_t = f * c_{t-1} + i * tanh(a_g)
-                        o = sigma(a_o + p_o * c_t),      h_t = o * tanh(c_t)
-                      a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh; p_i, p_f, p_o of shape (H,)
-  minigrad_layernorm  layer-normalised LSTM (Ba, Kiros & Hinton 2016, "Layer Normalization",
-                      section 3.2's LSTM, in PyTorch's gate order i, f, g, o):
-                        a = LN(W_hh h_{t-1}; gamma_hh, beta_hh) + LN(W_ih x_t; gamma_ih, beta_ih)
-                            + b_ih + b_hh
-                        c_t = sigma(a_f) * c_{t-1} + sigma(a_i) * tanh(a_g)
-                        h_t = sigma(a_o) * tanh(LN(c_t; gamma_c, beta_c))
-                      LN(z; gamma, beta) = gamma * (z - mean(z)) / sqrt(var(z) + 1e-5) + beta,
-                      mean and (biased) variance over the last axis: all 4H pre-activations for
-                      the two gate terms, the H cells for c_t. LN(W_ih x_t) needs no state, so
-                      it runs on all T steps before the loop, as the input projection does.
-Their extra parameters are drawn from a seeded generator and saved with the other weights:
-peepholes from U(-1/sqrt(H), 1/sqrt(H)) as the LSTM's weights, layer-norm gains from U(0.9, 1.1)
-and shifts from U(-0.1, 0.1) (not exactly 1 and 0, so that the float64 check would see a gain or a
-shift dropped or swapped). They add no matrix product: their GEMM floor is the LSTM's.
+With --custom (LSTM only), two LSTM variants that no library ships as a layer, a peephole LSTM
+and a layer-normalised LSTM, each written as plain minigrad ops in a step function and run by
+`mg.fuse(step).scan(...)` (benchmarks/custom_cells.py has their equations): their ratio to
+minigrad's LSTM and to torch.nn.LSTM answers whether a cell of one's own runs as fast as a
+library's LSTM of the same size.
 
 Every peer runs in a fresh process (PyTorch's OpenMP threads spin against OpenBLAS's and slow
 NumPy in the same process), --rounds times in rotating order; each process times --steps steps
@@ -76,14 +58,14 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import custom_cells  # noqa: E402
+from custom_cells import CUSTOM, EXTRA_KEYS, PEEPHOLE_KEYS, TWINS  # noqa: E402, F401
+
 B, T, E, V = 32, 64, 64, 65
 LR = 0.1
-LN_EPS = 1e-5
 GATES = {"lstm": 4, "gru": 3}
 COMPILED = ["torch_compile", "torch_compile_seq"]
-CUSTOM = ["minigrad_peephole", "minigrad_layernorm"]
-# Each custom cell's float64 reference: the same equations in torch ops (never timed).
-TWINS = {"minigrad_peephole": "torch_peephole", "minigrad_layernorm": "torch_layernorm"}
 # The weights every LSTM/GRU peer reads (PyTorch's names; lstm_lm.NAMES maps minigrad's here).
 LAYER_KEYS = (
     "embed.weight",
@@ -94,21 +76,6 @@ LAYER_KEYS = (
     "fc.weight",
     "fc.bias",
 )
-PEEPHOLE_KEYS = ("cell.peephole_i", "cell.peephole_f", "cell.peephole_o")
-LAYERNORM_KEYS = (
-    "cell.ln_ih.weight",
-    "cell.ln_ih.bias",
-    "cell.ln_hh.weight",
-    "cell.ln_hh.bias",
-    "cell.ln_c.weight",
-    "cell.ln_c.bias",
-)
-EXTRA_KEYS = {
-    "minigrad_peephole": PEEPHOLE_KEYS,
-    "torch_peephole": PEEPHOLE_KEYS,
-    "minigrad_layernorm": LAYERNORM_KEYS,
-    "torch_layernorm": LAYERNORM_KEYS,
-}
 
 
 def base_peers(cell):
@@ -198,73 +165,9 @@ def _minigrad_training_step(loss_of, named):
     return step
 
 
-def _minigrad_custom_cells():
-    """name -> (step of the scan, its gate input for all T steps, the recurrent weights' keys)."""
-    import minigrad.nn.functional as F
-
-    def peephole_step(x, state, weights):
-        h, c = state
-        w_hh, p_i, p_f, p_o = weights
-        a_i, a_f, a_g, a_o = (x + F.linear(h, w_hh)).chunk(4, axis=-1)
-        i = (a_i + p_i * c).sigmoid()
-        f = (a_f + p_f * c).sigmoid()
-        c = f * c + i * a_g.tanh()
-        o = (a_o + p_o * c).sigmoid()
-        return o * c.tanh(), c
-
-    def layernorm_step(x, state, weights):
-        h, c = state
-        w_hh, gamma_hh, beta_hh, gamma_c, beta_c = weights
-        recurrent = F.layer_norm(F.linear(h, w_hh), w_hh.shape[0], gamma_hh, beta_hh, LN_EPS)
-        a_i, a_f, a_g, a_o = (x + recurrent).chunk(4, axis=-1)
-        c = a_f.sigmoid() * c + a_i.sigmoid() * a_g.tanh()
-        normed = F.layer_norm(c, c.shape[-1], gamma_c, beta_c, LN_EPS)
-        return a_o.sigmoid() * normed.tanh(), c
-
-    def lstm_input(w, x):
-        return F.linear(x, w["rnn.weight_ih_l0"], w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"])
-
-    def layernorm_input(w, x):
-        projected = F.linear(x, w["rnn.weight_ih_l0"])
-        normed = F.layer_norm(
-            projected, projected.shape[-1], w["cell.ln_ih.weight"], w["cell.ln_ih.bias"], LN_EPS
-        )
-        return normed + (w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"])
-
-    ln_recurrent = ("rnn.weight_hh_l0", "cell.ln_hh.weight", "cell.ln_hh.bias")
-    return {
-        "minigrad_peephole": (peephole_step, lstm_input, ("rnn.weight_hh_l0", *PEEPHOLE_KEYS)),
-        "minigrad_layernorm": (
-            layernorm_step,
-            layernorm_input,
-            (*ln_recurrent, "cell.ln_c.weight", "cell.ln_c.bias"),
-        ),
-    }
-
-
 def _minigrad_custom_peer(peer, params, H, dtype):
-    """A custom LSTM cell: plain minigrad ops, the time loop one scan node."""
-    import minigrad as mg
-    import minigrad.nn.functional as F
-    from minigrad.fusion.scan import scan_reason
-
-    mg_dtype = mg.float64 if dtype == "float64" else mg.float32
-    w = {k: mg.tensor(v, dtype=mg_dtype, requires_grad=True) for k, v in params.items()}
-    cell_step, gate_input, recurrent_keys = _minigrad_custom_cells()[peer]
-    program = mg.fuse(cell_step)
-    recurrent = tuple(w[k] for k in recurrent_keys)
-
-    def loss_of(tokens, targets):
-        gi = gate_input(w, F.embedding(tokens, w["embed.weight"]))
-        zeros = mg.zeros(B, H, dtype=mg_dtype)
-        scanned = program.scan(gi, (zeros, zeros), recurrent)
-        if scanned is None:  # time the scan or nothing: an unroll would be another peer
-            why = scan_reason(program, gi, (zeros, zeros), recurrent)
-            raise RuntimeError(f"{peer}: the step cannot be scanned: {why}")
-        logits = F.linear(scanned[0], w["fc.weight"], w["fc.bias"])
-        return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-
-    return _minigrad_training_step(loss_of, w)
+    """A custom LSTM cell (custom_cells.py): plain minigrad ops, the time loop one scan node."""
+    return _minigrad_training_step(*custom_cells.minigrad_loss(peer, params, H, dtype, B, V))
 
 
 def _numpy_peer(cell, params, H):
@@ -288,8 +191,7 @@ def _numpy_peer(cell, params, H):
 
 def _torch_cells(torch):
     """name -> (cell(x_t, *state, *weights) -> new state tuple, the recurrent weights' keys,
-    the gate input for all T steps from the embedded tokens)."""
-    layer_norm = torch.nn.functional.layer_norm
+    the gate input for all T steps from the embedded tokens); the custom cells' twins too."""
 
     def lstm_cell(gi, h, c, w_hh):
         i, f, g, o = (gi + h @ w_hh.t()).chunk(4, 1)
@@ -305,41 +207,16 @@ def _torch_cells(torch):
         n = (i_n + r * h_n).tanh()
         return ((1 - z) * n + z * h,)
 
-    def peephole_cell(gi, h, c, w_hh, p_i, p_f, p_o):
-        a_i, a_f, a_g, a_o = (gi + h @ w_hh.t()).chunk(4, 1)
-        i = (a_i + p_i * c).sigmoid()
-        f = (a_f + p_f * c).sigmoid()
-        c = f * c + i * a_g.tanh()
-        o = (a_o + p_o * c).sigmoid()
-        return o * c.tanh(), c
-
-    def layernorm_cell(gi, h, c, w_hh, gamma_hh, beta_hh, gamma_c, beta_c):
-        a = gi + layer_norm(h @ w_hh.t(), gamma_hh.shape, gamma_hh, beta_hh, LN_EPS)
-        a_i, a_f, a_g, a_o = a.chunk(4, 1)
-        c = a_f.sigmoid() * c + a_i.sigmoid() * a_g.tanh()
-        return a_o.sigmoid() * layer_norm(c, gamma_c.shape, gamma_c, beta_c, LN_EPS).tanh(), c
-
     def lstm_input(w, x):
         return x @ w["rnn.weight_ih_l0"].t() + w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"]
 
     def gru_input(w, x):  # b_hn stays inside r * (...): b_hh is the cell's
         return x @ w["rnn.weight_ih_l0"].t() + w["rnn.bias_ih_l0"]
 
-    def layernorm_input(w, x):
-        gamma, beta = w["cell.ln_ih.weight"], w["cell.ln_ih.bias"]
-        normed = layer_norm(x @ w["rnn.weight_ih_l0"].t(), gamma.shape, gamma, beta, LN_EPS)
-        return normed + w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"]
-
-    ln_keys = ("rnn.weight_hh_l0", "cell.ln_hh.weight", "cell.ln_hh.bias")
     return {
         "lstm": (lstm_cell, ("rnn.weight_hh_l0",), lstm_input),
         "gru": (gru_cell, ("rnn.weight_hh_l0", "rnn.bias_hh_l0"), gru_input),
-        "torch_peephole": (peephole_cell, ("rnn.weight_hh_l0", *PEEPHOLE_KEYS), lstm_input),
-        "torch_layernorm": (
-            layernorm_cell,
-            (*ln_keys, "cell.ln_c.weight", "cell.ln_c.bias"),
-            layernorm_input,
-        ),
+        **custom_cells.torch_twins(torch, lstm_input),
     }
 
 
@@ -514,14 +391,7 @@ def initial_weights(cell, H, path, seed=2000):
 
     _, params = lstm_lm.make_minigrad(cell, H, mg.float64)
     if cell == "lstm":
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(H)
-        for key in PEEPHOLE_KEYS:
-            params[key] = rng.uniform(-bound, bound, H)
-        for key in LAYERNORM_KEYS:
-            width = H if ".ln_c." in key else 4 * H
-            low, high = (0.9, 1.1) if key.endswith(".weight") else (-0.1, 0.1)
-            params[key] = rng.uniform(low, high, width)
+        params.update(custom_cells.extra_parameters(H, seed))
     np.savez(path, **params)
 
 
