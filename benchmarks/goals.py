@@ -1,7 +1,7 @@
 """The performance goals of the recurrent step, measured by one command, each marked met or not.
 
-    python benchmarks/goals.py                         # H = 64, 256, 512; about an hour
-    python benchmarks/goals.py --threads 2 --rounds 3 --steps 10
+    python benchmarks/goals.py --threads 2             # H = 64, 256, 512; 28 minutes here
+    python benchmarks/goals.py --parts cells           # only the cells against NumPy
     python benchmarks/goals.py --render                # re-render the tables from the JSON
 
 The char-LM training step of benchmarks/lstm_lm.py (Embedding(65, 64) -> cell(64, H) ->
@@ -13,7 +13,9 @@ subprocess, every number written to benchmarks/results/goals/:
               (peephole, layer-normalised), and the GEMM floor (the step's products alone)
   gru.json    the same for the GRU, with torch.nn.GRU
   cells.json  benchmarks/lstm_lm.py: every cell (LSTM, both GRU forms, tanh RNN, IRNN) against
-              its NumPy BPTT, interleaved in one process (CPU time with one thread)
+              its NumPy BPTT, interleaved in one process, always CPU time with one thread
+--parts runs some of the three (the others' JSON stays); each part's command is kept in
+commands.json.
 Every peer's loss and gradients are first checked equal in float64 (each script does it).
 goals.md renders the tables and the four goals, each with its ratios and "met" or "not met":
   1. torch.nn.LSTM's and torch.nn.GRU's speed: minigrad's step time / PyTorch's layer's <= 1,
@@ -64,19 +66,26 @@ def run(script: str, args: list, threads: int) -> None:
 
 
 def measure(args, argv: list) -> None:
+    """Run the parts asked for; each part's command is kept beside its JSON."""
     OUT.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python benchmarks/goals.py", *argv])
-    (OUT / "command.json").write_text(json.dumps({"command": command}) + "\n")
+    commands_file = OUT / "commands.json"
+    commands = json.loads(commands_file.read_text()) if commands_file.exists() else {}
     sizes = [str(h) for h in args.hidden]
     common = ["--hidden", *sizes, "--rounds", str(args.rounds), "--steps", str(args.steps)]
     common += ["--threads", str(args.threads), "--compile"]
-    run("torch_peers.py", ["--cell", "lstm", "--custom", *common, "--json", str(OUT / "lstm.json")],
-        args.threads)  # fmt: skip
-    run("torch_peers.py", ["--cell", "gru", *common, "--json", str(OUT / "gru.json")], args.threads)
-    cells = ["--cells", *CELLS, "--hidden", *sizes, "--repeat", str(args.repeat), "--no-torch"]
-    if args.threads == 1:
-        cells.append("--cpu")  # one thread: CPU time, what noise on a shared machine leaves
-    run("lstm_lm.py", [*cells, "--json", str(OUT / "cells.json")], args.threads)
+    for part in args.parts:
+        if part == "cells":
+            # One thread, CPU time, each cell's peers interleaved in one process: with two
+            # threads and wall-clock time the interleaved timings moved by up to 62% from the
+            # same step timed in a process of its own (minigrad's GRU at H=64).
+            cells = ["--cells", *CELLS, "--hidden", *sizes, "--repeat", str(args.repeat)]
+            run("lstm_lm.py", [*cells, "--no-torch", "--cpu", "--json", str(OUT / "cells.json")], 1)
+        else:
+            extra = ["--custom"] if part == "lstm" else []
+            out = ["--json", str(OUT / f"{part}.json")]
+            run("torch_peers.py", ["--cell", part, *extra, *common, *out], args.threads)
+        commands[part] = " ".join(["python benchmarks/goals.py", *argv])
+        commands_file.write_text(json.dumps(commands, indent=1) + "\n")
 
 
 # ----- rendering --------------------------------------------------------------------------------
@@ -194,8 +203,10 @@ def render() -> str:
     lstm, gru, cells = (
         json.loads((OUT / f"{n}.json").read_text()) for n in ("lstm", "gru", "cells")
     )
-    command = json.loads((OUT / "command.json").read_text())["command"]
-    text = ["# The recurrent step's performance goals", "", f"Measured by `{command}`.", ""]
+    commands = json.loads((OUT / "commands.json").read_text())
+    text = ["# The recurrent step's performance goals", ""]
+    text += [f"- {part}.json: measured by `{commands[part]}`" for part in ("lstm", "gru", "cells")]
+    text.append("")
     text += ["## Goals", ""] + goals(lstm, gru, cells) + [""]
     text += ["## LSTM", ""] + peer_table(lstm) + [""]
     text += ["## GRU", ""] + peer_table(gru) + [""]
@@ -210,6 +221,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=20, help="timed steps per cell (lstm_lm.py)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads of every peer")
+    ap.add_argument(
+        "--parts", nargs="+", choices=["lstm", "gru", "cells"], default=["lstm", "gru", "cells"]
+    )
     ap.add_argument("--render", action="store_true", help="only re-render goals.md from the JSON")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)

@@ -60,42 +60,34 @@ def python_loop_turned(h, w, out_t):
 
 
 @_jit
-def products(gemm, h, w, out):
-    """out = h @ w.T, T times, from compiled code (out: (B, G))."""
+def products(gemm, h, w, out, turned):
+    """T times out = h @ w.T (out: (B, G)), or turned round out = w @ h.T (out: (G, B))."""
     rows, k = h.shape
     cols = w.shape[0]
     one, zero = np.float32(1.0), np.float32(0.0)
+    a, b = (w, h) if turned else (h, w)
+    m, n = (cols, rows) if turned else (rows, cols)
     for _ in range(T):
-        gemm(101, 111, 112, rows, cols, k, one, h.ctypes.data, k, w.ctypes.data, k, zero,
-             out.ctypes.data, cols)  # fmt: skip
-
-
-@_jit
-def products_turned(gemm, h, w, out_t):
-    """out_t = w @ h.T, T times (out_t: (G, B), the product turned round)."""
-    rows, k = h.shape
-    cols = w.shape[0]
-    one, zero = np.float32(1.0), np.float32(0.0)
-    for _ in range(T):
-        gemm(101, 111, 112, cols, rows, k, one, w.ctypes.data, k, h.ctypes.data, k, zero,
-             out_t.ctypes.data, rows)  # fmt: skip
+        gemm(101, 111, 112, m, n, k, one, a.ctypes.data, k, b.ctypes.data, k, zero,
+             out.ctypes.data, n)  # fmt: skip
 
 
 # ----- float32 transcendentals computed in float32 --------------------------------------------
-@intrinsic
-def _as_float32(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
+def _bitcast(source, target):
+    """An intrinsic that reinterprets a value's bits as another type of the same width."""
 
-    return types.float32(types.int32), codegen
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
+
+        return target(source), codegen
+
+    return cast
 
 
-@intrinsic
-def _as_int32(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-
-    return types.int32(types.float32), codegen
+_as_float32 = _bitcast(types.int32, types.float32)
+_as_int32 = _bitcast(types.float32, types.int32)
 
 
 _F = np.float32
@@ -204,14 +196,16 @@ def main(argv=None):
             w = rng.standard_normal((4 * H, H), dtype=np.float32)
             out, out_t = np.empty((B, 4 * H), np.float32), np.empty((4 * H, B), np.float32)
 
-            products(gemm, h, w, out)
+            products(gemm, h, w, out, False)
+            products(gemm, h, w, out_t, True)
             assert np.allclose(out, h @ w.T, rtol=1e-4, atol=1e-3)
+            assert np.allclose(out_t, w @ h.T, rtol=1e-4, atol=1e-3)
             n = max(2, 2000 // H)
             row = [
                 cpu_ms(python_loop, n, h, w, out),
                 cpu_ms(python_loop_turned, n, h, w, out_t),
-                cpu_ms(products, n, gemm, h, w, out),
-                cpu_ms(products_turned, n, gemm, h, w, out_t),
+                cpu_ms(products, n, gemm, h, w, out, False),
+                cpu_ms(products, n, gemm, h, w, out_t, True),
             ]
             print(f"| {H} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     x = rng.standard_normal(B * 256, dtype=np.float32) * 4
