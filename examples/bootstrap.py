@@ -10,10 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-# These models multiply small matrices (B <= 64, H <= 256), which run fastest on one BLAS
-# thread: on two cores OpenBLAS's second thread bought nothing on a quiet machine, and its
-# spinning made an LSTM step 5-30x slower when another job shared the cores. Setting the
-# variable overrides this.
+# One BLAS thread unless told otherwise: OpenBLAS's threads spin while they wait, which made an
+# LSTM step 5-30x slower when another job shared the two cores. On an idle machine a second
+# thread helps (the char-LM trained at 1.2-1.4x the tokens/s, docs/examples.md): set
+# OPENBLAS_NUM_THREADS to use it.
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
