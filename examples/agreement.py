@@ -41,6 +41,7 @@ from common import (
     markdown_table,
     output_folder,
     pyplot,
+    save_figure,
     write_json,
     write_text,
 )
@@ -316,11 +317,7 @@ def plot(gathered, args, out):
     for row in axes:
         row[0].set_ylabel("prefers the agreeing verb")
     fig.suptitle("Agreement across d words (each seed a line; grey: the d trained on)")
-    fig.tight_layout()
-    path = out / f"{NAME}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / f"{NAME}.png")
 
 
 def main(argv=None) -> dict:

@@ -42,6 +42,7 @@ from common import (
     output_folder,
     progress,
     pyplot,
+    save_figure,
     write_json,
 )
 
@@ -286,11 +287,7 @@ def plot_growth(rows, out: Path):
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle("Elman RNN: the unrolled graph and its memory grow linearly with T (O(tau))")
-    fig.tight_layout()
-    path = out / "graph_growth.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "graph_growth.png")
 
 
 def main(argv=None) -> dict:

@@ -64,6 +64,16 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay the figure out, write it to path (PNG, 110 dpi) and free it; returns path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt  # there is a figure: matplotlib is installed
+
+    plt.close(fig)
+    return path
+
+
 def _plain(value):
     """A JSON-safe copy: NumPy scalars and arrays as Python values, NaN/inf as strings."""
     if isinstance(value, dict):

@@ -40,6 +40,7 @@ from common import (
     markdown_table,
     output_folder,
     pyplot,
+    save_figure,
     write_json,
     write_text,
 )
@@ -243,11 +244,7 @@ def plot(results, args, out):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("spectral norm")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / f"{NAME}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / f"{NAME}.png")
 
 
 def main(argv=None) -> dict:

@@ -51,6 +51,7 @@ from common import (
     markdown_table,
     output_folder,
     pyplot,
+    save_figure,
     write_json,
     write_text,
 )
@@ -415,11 +416,7 @@ def plot(results, args, out):
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "le_lm_table.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "le_lm_table.png")
 
 
 def main(argv=None) -> dict:

@@ -65,6 +65,7 @@ from common import (
     add_common_arguments,
     output_folder,
     pyplot,
+    save_figure,
     write_json,
     write_text,
 )
@@ -327,11 +328,7 @@ def plot(results, args, out: Path):
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "memory_study.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "memory_study.png")
 
 
 def main(argv=None) -> dict:

@@ -56,6 +56,7 @@ from common import (
     output_folder,
     progress,
     pyplot,
+    save_figure,
     write_json,
     write_text,
 )
@@ -335,11 +336,7 @@ def plot(results: dict, args, out: Path):
         f"Memory tasks: hidden {args.hidden}, Adam lr {args.lr:g}, clip {args.clip:g}, "
         f"batch {args.batch}, at most {args.steps} updates per run"
     )
-    fig.tight_layout()
-    path = out / "memory_tasks.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "memory_tasks.png")
 
 
 def main(argv=None) -> dict:

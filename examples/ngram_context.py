@@ -35,7 +35,15 @@ from pathlib import Path
 
 import bootstrap  # noqa: F401  (before NumPy: one BLAS thread, the repository importable)
 import numpy as np
-from common import add_out_argument, markdown_table, output_folder, pyplot, write_json, write_text
+from common import (
+    add_out_argument,
+    markdown_table,
+    output_folder,
+    pyplot,
+    save_figure,
+    write_json,
+    write_text,
+)
 from le_lm_table import DATA, CharLM, chunk, load_corpus, streams
 from study_runs import Run, RunStore, flushed_denormals
 
@@ -321,11 +329,7 @@ def plot(ngram_at, cut_bpc, full_bpc, args, out):
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / f"{NAME}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / f"{NAME}.png")
 
 
 def main(argv=None) -> dict:

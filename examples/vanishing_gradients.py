@@ -54,6 +54,7 @@ from common import (
     output_folder,
     progress,
     pyplot,
+    save_figure,
     write_json,
 )
 
@@ -332,11 +333,7 @@ def plot_norms(summary: dict, args, out: Path):
     axes[0].set_ylabel("gradient norm (geometric mean over sequences)")
     axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"dL_T/dh_k for T = {args.T}, hidden {args.hidden}: how far back the loss reaches")
-    fig.tight_layout()
-    path = out / "gradient_norms.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "gradient_norms.png")
 
 
 def plot_jacobians(summary: dict, args, out: Path):
@@ -354,11 +351,7 @@ def plot_jacobians(summary: dict, args, out: Path):
     axes[0].set_ylabel("largest singular value of dh_T/dh_k (solid); prod ||J_i|| (dashed)")
     axes[0].legend(fontsize=8)
     fig.suptitle("The Jacobian products behind the gradient norms (models.gradient_flow)")
-    fig.tight_layout()
-    path = out / "jacobians.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "jacobians.png")
 
 
 def plot_clipping(runs: dict, args, out: Path):
@@ -392,11 +385,7 @@ def plot_clipping(runs: dict, args, out: Path):
         f"tanh RNN (hidden {args.explode_hidden}), W_hh = {args.explode_gain:g} x orthogonal, "
         f"adding problem T = {args.explode_T}, SGD lr {args.explode_lr:g} momentum 0.9"
     )
-    fig.tight_layout()
-    path = out / "clipping.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "clipping.png")
 
 
 def main(argv=None) -> dict:
